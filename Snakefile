@@ -1,0 +1,24 @@
+# The CIFAR-10 study: download -> preprocess -> gates -> coarse/fine lambda search -> final runs -> report.
+# This file only wires: the rules live in workflow/rules, the work in workflow/scripts and the
+# handbackprop package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/gates.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/final.smk"
+include: "workflow/rules/bonus.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

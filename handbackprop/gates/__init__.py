@@ -1,0 +1,1 @@
+"""The gates that must pass before anything trains: gradcheck, overfit, reference trajectory."""

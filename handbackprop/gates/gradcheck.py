@@ -1,0 +1,119 @@
+"""Gate 1: analytic gradients against PyTorch autograd and centred finite differences."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..nn.network import Network
+from . import torch_reference
+
+
+@dataclass(frozen=True)
+class GradcheckThresholds:
+    # Correct float64 code measures ~1e-16 norm-relative here; a real bug is 1e-4 and up.
+    max_rel: float = 1e-7
+    norm_rel: float = 1e-10
+    cost_rel: float = 1e-12
+    fd_norm_rel: float = 1e-6
+
+
+def max_relative_error(a, b) -> float:
+    """max |a - b| / max(1e-12, |a| + |b|), elementwise."""
+    return float(np.max(np.abs(a - b) / np.maximum(1e-12, np.abs(a) + np.abs(b))))
+
+
+def norm_relative_error(a, b) -> float:
+    """||a - b|| / ||b||: meaningful even where entries cancel to near zero."""
+    denom = np.linalg.norm(b)
+    return float(np.linalg.norm(a - b) / denom) if denom > 0 else float(np.linalg.norm(a - b))
+
+
+def finite_difference(net: Network, X, y, lam, masks, name, coords, h=1e-6):
+    """Centred differences of the cost along sampled coordinates of one parameter."""
+    p = net.params[name].reshape(-1)  # a view: writes change the network
+    out = np.empty(len(coords))
+    for j, c in enumerate(coords):
+        old = p[c]
+        p[c] = old + h
+        lp, rp, _ = net.cost_and_grads(X, y, lam, masks)
+        p[c] = old - h
+        lm, rm, _ = net.cost_and_grads(X, y, lam, masks)
+        p[c] = old
+        out[j] = ((lp + rp) - (lm + rm)) / (2 * h)
+    return out
+
+
+def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.random.Generator,
+                  fd_coords: int, thresholds: GradcheckThresholds) -> dict:
+    """Every figure for one model variant; `net` must be float64."""
+    if net.dtype != np.float64:
+        raise ValueError("gradcheck runs in float64: cast the network first")
+    X = np.asarray(X, dtype=np.float64)
+    loss, reg, grads = net.cost_and_grads(X, y, lam, masks)
+    t_cost, t_loss, t_grads = torch_reference.torch_cost_and_grads(net.params, X, y, lam, masks)
+    cost = loss + reg
+    cost_rel = abs(cost - t_cost) / max(1e-300, abs(t_cost))
+    params = {}
+    for pname in net.params:
+        a, b = grads[pname], t_grads[pname]
+        k = min(fd_coords, a.size)
+        coords = rng.choice(a.size, size=k, replace=False)
+        fd = finite_difference(net, X, y, lam, masks, pname, coords)
+        params[pname] = {
+            "shape": list(a.shape),
+            "max_rel": max_relative_error(a, b),
+            "norm_rel": norm_relative_error(a, b),
+            "fd_norm_rel": norm_relative_error(a.reshape(-1)[coords], fd),
+            "fd_coords": int(k),
+        }
+    failures = []
+    if cost_rel > thresholds.cost_rel:
+        failures.append(f"{name}: cost {cost:.17g} vs torch {t_cost:.17g} "
+                        f"(relative error {cost_rel:.3e} > {thresholds.cost_rel:.0e})")
+    for pname, fig in params.items():
+        for key, limit in (("max_rel", thresholds.max_rel), ("norm_rel", thresholds.norm_rel),
+                           ("fd_norm_rel", thresholds.fd_norm_rel)):
+            if not fig[key] <= limit:
+                failures.append(f"{name}: parameter {pname}: {key} = {fig[key]:.3e} > {limit:.0e}")
+    return {"variant": name, "cost": cost, "torch_cost": t_cost, "cost_rel": cost_rel,
+            "loss": loss, "torch_loss": t_loss, "lam": lam, "n_images": int(X.shape[0]),
+            "hidden": net.hidden, "dropout": net.dropout, "params": params,
+            "failures": failures, "passed": not failures}
+
+
+def gradcheck(variants: dict[str, dict], X, y, *, lam: float, seed: int, fd_coords: int,
+              thresholds: GradcheckThresholds) -> dict:
+    """variants: name -> {hidden: [...], dropout: p}. Random weights, lam > 0, fixed masks."""
+    results = []
+    for i, (name, spec) in enumerate(variants.items()):
+        rng = np.random.default_rng([seed, i])
+        net = Network([X.shape[1], *spec["hidden"], 10], dropout=spec.get("dropout", 0.0),
+                      dtype=np.float64).init_params(rng)
+        # Perturb the biases away from 0 so their gradients are checked on a generic point.
+        for k in net.params:
+            if k.startswith("b"):
+                net.params[k] += rng.normal(0, 0.1, net.params[k].shape)
+        masks = net.draw_masks(rng, X.shape[0])
+        results.append(check_variant(name, net, X, y, lam, masks, rng, fd_coords, thresholds))
+    failures = [f for r in results for f in r["failures"]]
+    return {"gate": "gradcheck", "passed": not failures, "failures": failures,
+            "thresholds": thresholds.__dict__, "variants": results}
+
+
+def markdown_table(evidence: dict) -> str:
+    t = evidence["thresholds"]
+    lines = [
+        "| variant | parameter | shape | max rel. error | norm rel. error | finite-diff norm rel. |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in evidence["variants"]:
+        for pname, f in v["params"].items():
+            lines.append(f"| {v['variant']} | {pname} | {'×'.join(map(str, f['shape']))} | "
+                         f"{f['max_rel']:.2e} | {f['norm_rel']:.2e} | {f['fd_norm_rel']:.2e} |")
+        lines.append(f"| {v['variant']} | cost | {v['cost']:.6f} | | {v['cost_rel']:.2e} | |")
+    lines.append(f"| thresholds | | | {t['max_rel']:.0e} | {t['norm_rel']:.0e} (cost {t['cost_rel']:.0e}) "
+                 f"| {t['fd_norm_rel']:.0e} |")
+    lines.append("")
+    lines.append("PASSED" if evidence["passed"] else "FAILED:\n" + "\n".join(evidence["failures"]))
+    return "\n".join(lines) + "\n"

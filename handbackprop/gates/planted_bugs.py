@@ -1,0 +1,130 @@
+"""A catalogue of realistic backprop and training-loop bugs, planted by patching
+the verified modules at run time, to measure which gate catches which.
+
+Production code has no switch for any of these: each bug replaces a function
+of `handbackprop.nn` inside a context manager and restores it on exit.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+from unittest import mock
+
+import numpy as np
+
+from ..nn import layers, network, optim, schedule, train
+from .runner import run_gate
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    description: str
+    plant: Callable[[], contextlib.AbstractContextManager]
+
+
+def _patch(target, attr, replacement):
+    return lambda: mock.patch.object(target, attr, replacement)
+
+
+_orig_affine_backward = layers.affine_backward
+_orig_softmax_ce = layers.softmax_cross_entropy
+_orig_cyclic_lr = schedule.cyclic_lr
+_orig_init = network.Network.init_params
+
+
+def _bias_not_summed(dout, cache):
+    dx, dW, _ = _orig_affine_backward(dout, cache)
+    return dx, dW, dout[0].copy()
+
+
+def _loss_summed(scores, y):
+    loss, dscores, probs = _orig_softmax_ce(scores, y)
+    n = scores.shape[0]
+    return loss * n, dscores * n, probs
+
+
+def _labels_out_of_step(X, y, idx, dtype):
+    return np.asarray(X[idx], dtype=dtype), y[np.roll(idx, 1)]
+
+
+def _sgd_without_eta(self, params, grads, eta):
+    for k, p in params.items():
+        p -= grads[k]
+
+
+def _schedule_off_by_one(step, eta_min, eta_max, n_s):
+    return _orig_cyclic_lr(np.asarray(step) + 1, eta_min, eta_max, n_s)
+
+
+def _schedule_half_cycle(step, eta_min, eta_max, n_s):
+    return _orig_cyclic_lr(np.asarray(step) + n_s, eta_min, eta_max, n_s)
+
+
+def _init_too_large(self, rng):
+    _orig_init(self, rng)
+    for k in self.weight_names():
+        self.params[k] *= 100
+    return self
+
+
+def _dropout_not_inverted(rng, shape, p, dtype):
+    return (rng.random(shape) >= p).astype(dtype)
+
+
+CATALOGUE = [
+    Bug("relu_derivative_wrong", "ReLU backward passes the gradient everywhere (derivative 1)",
+        _patch(layers, "relu_backward", lambda dout, cache: dout)),
+    Bug("l2_grad_missing_factor_2", "L2 gradient lam*W instead of 2*lam*W",
+        _patch(layers, "l2_grad", lambda W, lam: lam * W)),
+    Bug("l2_grad_added_twice", "L2 gradient added twice (4*lam*W)",
+        _patch(layers, "l2_grad", lambda W, lam: 4.0 * lam * W)),
+    Bug("bias_grad_not_summed", "bias gradient from the first sample only, not summed over the batch",
+        _patch(layers, "affine_backward", _bias_not_summed)),
+    Bug("dropout_mask_missing_in_backward", "dropout backward ignores the mask",
+        _patch(layers, "dropout_backward", lambda dout, cache: dout)),
+    Bug("loss_summed_not_averaged", "cross-entropy summed over the batch in forward and backward",
+        _patch(layers, "softmax_cross_entropy", _loss_summed)),
+    Bug("labels_out_of_step", "mini-batch labels gathered one position out of step with images",
+        _patch(train, "take_batch", _labels_out_of_step)),
+    Bug("learning_rate_not_applied", "SGD update ignores eta (step of the raw gradient)",
+        _patch(optim.SGD, "step", _sgd_without_eta)),
+    Bug("schedule_off_by_one_step", "cyclical learning rate evaluated one step ahead",
+        _patch(schedule, "cyclic_lr", _schedule_off_by_one)),
+    Bug("schedule_half_cycle_phase", "schedule starts at eta_max (phase off by half a cycle)",
+        _patch(schedule, "cyclic_lr", _schedule_half_cycle)),
+    Bug("init_scale_100x", "weights initialised 100x too large",
+        _patch(network.Network, "init_params", _init_too_large)),
+    Bug("dropout_not_inverted", "dropout mask not rescaled by 1/(1-p)",
+        _patch(layers, "dropout_mask", _dropout_not_inverted)),
+]
+
+# Why a bug can slip past every gate; shown beside it in the table.
+UNCAUGHT_REASON = {
+    "dropout_not_inverted": "forward and backward agree on the unscaled mask, so gradients are "
+                            "right for that (different) model; only test-time scaling changes, "
+                            "which no gate measures",
+}
+
+
+def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]:
+    """Rows {bug, description, caught_by, <gate>: 'caught'/'passed', first failure}.
+
+    The first row is the correct code, which must pass every gate.
+    """
+    rows = []
+    for bug in [None, *bugs]:
+        ctx = bug.plant() if bug else contextlib.nullcontext()
+        row = {"bug": bug.name if bug else "(none: correct code)",
+               "description": bug.description if bug else "the code as shipped"}
+        with ctx:
+            for gate in settings:
+                ev = run_gate(gate, X, y, settings[gate], log=lambda s: None)
+                row[gate] = "passed" if ev["passed"] else "caught"
+                row[f"{gate}_message"] = ev["failures"][0] if ev["failures"] else ""
+        row["caught_by"] = [g for g in settings if row[g] == "caught"]
+        row["note"] = UNCAUGHT_REASON.get(row["bug"], "") if not row["caught_by"] else ""
+        log(f"{row['bug']}: caught by {', '.join(row['caught_by']) or 'no gate'}")
+        rows.append(row)
+    return rows

@@ -1,0 +1,43 @@
+"""One entry point per gate with settings as plain dicts (as config.yaml gives them)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .gradcheck import GradcheckThresholds, gradcheck
+from .overfit import overfit
+from .trajectory import trajectory
+
+
+def run_gradcheck(X, y, s: dict) -> dict:
+    n = s["n_images"]
+    return gradcheck(s["variants"], np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n]),
+                     lam=s["lam"], seed=s["seed"], fd_coords=s["fd_coords"],
+                     thresholds=GradcheckThresholds(**s["thresholds"]))
+
+
+def run_overfit(X, y, s: dict, log=print) -> dict:
+    n = s["n_images"]
+    return overfit(s["variants"], np.asarray(X[:n]), np.asarray(y[:n]), seed=s["seed"],
+                   steps=s["steps"], eta_max=s["eta_max"], init_tolerance=s["init_tolerance"],
+                   loss_bound=s["loss_bound"], dtype=s.get("dtype", "float64"), log=log)
+
+
+def run_trajectory(X, y, s: dict) -> dict:
+    n = s["n_images"]
+    return trajectory(s["variants"], np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n]),
+                      lam=s["lam"], seed=s["seed"], steps=s["steps"], batch_size=s["batch_size"],
+                      n_s=s["n_s"], eta_min=s["eta_min"], eta_max=s["eta_max"],
+                      tolerance=s["tolerance"])
+
+
+GATES = {"gradcheck": run_gradcheck, "overfit": run_overfit, "trajectory": run_trajectory}
+
+
+def run_gate(name: str, X, y, settings: dict, log=None) -> dict:
+    """Run one gate; an exception inside it (a crash, divergence) is a failure too."""
+    kwargs = {"log": log} if (name == "overfit" and log is not None) else {}
+    try:
+        return GATES[name](X, y, settings, **kwargs)
+    except Exception as exc:  # a planted bug may crash the gate rather than fail a figure
+        msg = f"{name}: raised {type(exc).__name__}: {exc}"
+        return {"gate": name, "passed": False, "failures": [msg], "variants": []}

@@ -1,0 +1,95 @@
+"""Layers as forward/backward pairs with explicit caches (cs231n style).
+
+Images are rows: a mini-batch X is (N, D) and an affine layer's weight is
+(D_in, D_out), so a mini-batch drawn from a row-major array is one
+contiguous-enough gather and every product is a single GEMM.
+
+Every `*_forward` returns `(out, cache)`; the matching `*_backward` takes the
+upstream gradient and that cache. Callers must reach these functions through
+the module (``layers.relu_backward``), never by ``from ... import``: the
+planted-bug catalogue swaps them at run time to prove the gates catch bugs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def affine_forward(x, W, b):
+    """x (N, D_in), W (D_in, D_out), b (D_out,) -> out (N, D_out)."""
+    out = x @ W  # (N, D_out)
+    out += b
+    return out, (x, W)
+
+
+def affine_backward(dout, cache):
+    """dout (N, D_out) -> dx (N, D_in), dW (D_in, D_out), db (D_out,)."""
+    x, W = cache
+    dx = dout @ W.T  # (N, D_in)
+    dW = x.T @ dout  # (D_in, D_out)
+    db = dout.sum(axis=0)  # (D_out,): every sample adds to the same bias
+    return dx, dW, db
+
+
+def relu_forward(x):
+    """x (N, H) -> max(x, 0) (N, H); the cache is the output itself."""
+    out = np.maximum(x, 0)
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """Pass the gradient where the unit was active (output > 0)."""
+    out = cache
+    return dout * (out > 0)
+
+
+def dropout_mask(rng, shape, p, dtype):
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p).
+
+    Scaling at train time keeps the expected activation unchanged, so the
+    network is used as-is at test time. Drawn from an explicit Generator so a
+    run, and a gradient check, can be reproduced exactly.
+    """
+    keep = rng.random(shape) >= p  # (N, H) bool
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
+def dropout_forward(x, mask):
+    """x (N, H), mask (N, H) from `dropout_mask` -> x * mask."""
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    mask = cache
+    return dout * mask
+
+
+def softmax_cross_entropy(scores, y):
+    """Mean cross-entropy of softmax(scores) against integer labels.
+
+    scores (N, K), y (N,) int -> (loss, dscores (N, K), probs (N, K)).
+    Stable: shifting each row by its maximum leaves softmax unchanged and
+    keeps exp() from overflowing; log-probabilities come from log-sum-exp
+    rather than log(softmax), which would underflow to log(0).
+    """
+    n = scores.shape[0]
+    shifted = scores - scores.max(axis=1, keepdims=True)  # (N, K)
+    exp = np.exp(shifted)
+    sum_exp = exp.sum(axis=1, keepdims=True)  # (N, 1)
+    log_probs = shifted - np.log(sum_exp)  # (N, K)
+    rows = np.arange(n)
+    loss = -log_probs[rows, y].mean()
+    probs = exp / sum_exp
+    dscores = probs.copy()
+    dscores[rows, y] -= 1
+    dscores /= n
+    return float(loss), dscores, probs
+
+
+def l2_penalty(weights, lam):
+    """lam * sum ||W||^2 over the given weight matrices (biases excluded)."""
+    return float(lam * sum(np.vdot(W, W) for W in weights))
+
+
+def l2_grad(W, lam):
+    """d/dW of lam * ||W||^2."""
+    return (2.0 * lam) * W

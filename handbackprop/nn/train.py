@@ -1,0 +1,146 @@
+"""Mini-batch training with a cyclical learning rate, L2, optional dropout and augmentation.
+
+Randomness comes from three independent streams spawned from one seed, so
+that switching augmentation on does not change the mini-batch order, and the
+torch reference can replay the order from the recipe in `shuffle_stream`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import augment, optim, schedule
+from .network import Network, metrics_from_probs
+
+
+class TrainingDiverged(RuntimeError):
+    """The cost became NaN/inf or rose far above its starting value."""
+
+
+@dataclass
+class TrainConfig:
+    lam: float
+    cycles: int = 2
+    batch_size: int = 100
+    eta_min: float = 1e-5
+    eta_max: float = 1e-1
+    n_s: int | None = None  # None: 2 * floor(n_train / batch_size)
+    points_per_cycle: int = 10
+    seed: int = 0
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    flip: bool = False
+    max_shift: int = 0
+    divergence_factor: float = 10.0
+    train_eval_size: int = 10000  # training-set rows scored at each record point
+    max_steps: int | None = None  # stop early (gates); None: 2 * n_s * cycles
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    step_costs: list[float] = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    steps: int = 0
+    n_s: int = 0
+
+
+def random_streams(seed: int):
+    """(shuffle, dropout, augmentation) generators, independent of each other."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+
+
+def shuffle_stream(seed: int, n: int, batch_size: int):
+    """Yields mini-batch index arrays forever: a fresh permutation each epoch,
+    consecutive slices of it as batches (the last one may be smaller)."""
+    rng = random_streams(seed)[0]
+    while True:
+        perm = rng.permutation(n)
+        for start in range(0, n, batch_size):
+            yield perm[start:start + batch_size]
+
+
+def take_batch(X, y, idx, dtype):
+    """Rows idx of X as dtype (B, D), one gather; and their labels (B,)."""
+    return np.asarray(X[idx], dtype=dtype), y[idx]
+
+
+def record_steps(total_steps: int, n_s: int, points_per_cycle: int) -> set[int]:
+    """Steps after which metrics are recorded: evenly spaced per cycle, plus the first and last."""
+    every = max(1, (2 * n_s) // points_per_cycle)
+    return set(range(0, total_steps + 1, every)) | {0, total_steps}
+
+
+def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=print) -> TrainResult:
+    n = X_train.shape[0]
+    n_s = cfg.n_s or schedule.default_step_size(n, cfg.batch_size)
+    total = cfg.max_steps if cfg.max_steps is not None else 2 * n_s * cfg.cycles
+    record_at = record_steps(total, n_s, cfg.points_per_cycle)
+    _, drop_rng, aug_rng = random_streams(cfg.seed)
+    batches = shuffle_stream(cfg.seed, n, cfg.batch_size)
+    opt = optim.make_optimizer(cfg.optimizer, net.params, cfg.momentum)
+    eval_rows = slice(0, min(n, cfg.train_eval_size))
+    X_eval, y_eval = X_train[eval_rows], y_train[eval_rows]
+    augmenting = cfg.flip or cfg.max_shift > 0
+
+    result = TrainResult(n_s=n_s)
+    start_cost = None
+    t0 = time.perf_counter()
+
+    def record(step):
+        tr = net.evaluate(X_eval, y_eval, cfg.lam)
+        va = net.evaluate(X_val, y_val, cfg.lam) if X_val is not None else {}
+        eta = schedule.cyclic_lr(step, cfg.eta_min, cfg.eta_max, n_s)
+        row = {"step": step, "epoch": step * cfg.batch_size / n, "eta": eta}
+        row.update({f"train_{k}": v for k, v in tr.items()})
+        row.update({f"val_{k}": v for k, v in va.items()})
+        result.history.append(row)
+        elapsed = time.perf_counter() - t0
+        left = elapsed / step * (total - step) if step else float("nan")
+        log(f"step {step:>6}/{total} eta {eta:.3e} cost {tr['cost']:.4f} "
+            f"train_acc {tr['accuracy']:.4f} val_acc {va.get('accuracy', float('nan')):.4f} "
+            f"elapsed {elapsed:.1f}s left {left:.1f}s")
+
+    for step in range(total):
+        if step in record_at:
+            record(step)
+        idx = next(batches)
+        xb, yb = take_batch(X_train, y_train, idx, net.dtype)
+        if augmenting:
+            xb = augment.augment_batch(aug_rng, xb, cfg.flip, cfg.max_shift)
+        masks = net.draw_masks(drop_rng, xb.shape[0])
+        loss, reg, grads = net.cost_and_grads(xb, yb, cfg.lam, masks)
+        cost = loss + reg
+        eta = schedule.cyclic_lr(step, cfg.eta_min, cfg.eta_max, n_s)
+        if start_cost is None:
+            start_cost = cost
+        if not math.isfinite(cost) or cost > cfg.divergence_factor * max(start_cost, 1.0):
+            raise TrainingDiverged(
+                f"training diverged at step {step}: mini-batch cost {cost:.4g} "
+                f"(started at {start_cost:.4g}) with lambda={cfg.lam:.4g}, eta={eta:.4g}; "
+                f"lower eta_max or raise lambda")
+        result.step_costs.append(cost)
+        opt.step(net.params, grads, eta)
+    record(total)
+    result.steps = total
+    result.seconds = time.perf_counter() - t0
+    last = result.history[-1]
+    result.final = {k: v for k, v in last.items() if k.startswith(("train_", "val_"))}
+    return result
+
+
+def ensemble_metrics(nets: list[Network], X, y, lam: float) -> tuple[dict, np.ndarray]:
+    """Metrics of the average softmax over one or more networks, and their predictions."""
+    probs = nets[0].predict_proba(X)
+    for other in nets[1:]:
+        probs = probs + other.predict_proba(X)
+    probs /= len(nets)
+    reg = nets[0].regulariser(lam) if len(nets) == 1 else float("nan")
+    return metrics_from_probs(probs, y, reg), probs.argmax(axis=1)

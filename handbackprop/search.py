@@ -1,0 +1,67 @@
+"""The lambda grids of the coarse and fine searches, and how the fine range follows the coarse result."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def coarse_exponents(l_min: float, l_max: float, n: int, sampling: str, seed: int) -> list[float]:
+    """log10(lambda) values: evenly spaced, or drawn uniformly (sorted) from [l_min, l_max]."""
+    if not l_min < l_max:
+        raise ValueError(f"search range needs l_min < l_max, got {l_min} and {l_max}")
+    if sampling == "grid":
+        values = np.linspace(l_min, l_max, n)
+    elif sampling == "uniform":
+        values = np.sort(np.random.default_rng(seed).uniform(l_min, l_max, n))
+    else:
+        raise ValueError(f"unknown sampling {sampling!r} (grid or uniform)")
+    return [float(v) for v in values]
+
+
+def best_row(rows: list[dict]) -> dict:
+    """Highest validation accuracy; ties go to the lower validation cost."""
+    return max(rows, key=lambda r: (r["val_accuracy"], -r["val_cost"]))
+
+
+def fine_exponents(coarse_rows: list[dict], n: int, half_width: float, l_min: float,
+                   l_max: float) -> list[float]:
+    """n evenly spaced exponents over best_coarse +- half_width, clipped to [l_min, l_max].
+
+    Centred on the coarse winner: the coarse grid's spacing is the uncertainty
+    on where the optimum lies, so the fine grid spans about one coarse step
+    each side of it. The window is shifted, not shrunk, when it meets an edge.
+    """
+    centre = best_row(coarse_rows)["log10_lambda"]
+    lo, hi = centre - half_width, centre + half_width
+    if lo < l_min:
+        lo, hi = l_min, min(l_max, l_min + 2 * half_width)
+    if hi > l_max:
+        lo, hi = max(l_min, l_max - 2 * half_width), l_max
+    return [float(v) for v in np.linspace(lo, hi, n)]
+
+
+def lambda_shift_statement(best_by_seed: dict[str, list[float]], a: str, b: str) -> dict:
+    """Compare best log10(lambda) per seed between conditions a and b (b - a).
+
+    'smaller' or 'larger' only when every seed agrees on the direction and the
+    mean shift exceeds the spread across seeds; otherwise 'no clear shift'.
+    """
+    da = np.asarray(best_by_seed[a], float)
+    db = np.asarray(best_by_seed[b], float)
+    diff = db - da
+    mean, spread = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+    if np.all(diff < 0) and -mean > spread:
+        verdict = "smaller"
+    elif np.all(diff > 0) and mean > spread:
+        verdict = "larger"
+    else:
+        verdict = "no clear shift"
+    text = (f"With {b}, the best lambda shifted {verdict if verdict != 'no clear shift' else ''}"
+            .rstrip() + (f" than {a}" if verdict != "no clear shift" else "")
+            + f": mean change in log10(lambda) {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; "
+            f"per seed {', '.join(f'{d:+.2f}' for d in diff)}).")
+    if verdict == "no clear shift":
+        text = (f"No clear shift of the best lambda between {a} and {b}: mean change in "
+                f"log10(lambda) {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; per seed "
+                f"{', '.join(f'{d:+.2f}' for d in diff)}).")
+    return {"verdict": verdict, "mean_shift_log10": mean, "std_shift_log10": spread,
+            "per_seed_shift_log10": diff.tolist(), "statement": text}

@@ -1,0 +1,130 @@
+"""Shared fixtures: a small synthetic CIFAR tarball and a configurable loopback HTTP server."""
+import http.server
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+# Make the repository importable even when the package is not installed in the venv.
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from handbackprop.data.synthetic import make_synthetic_tarball  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_tarball(tmp_path_factory):
+    """A small CIFAR-format tarball (20 train / 5 test images per class): (path, md5)."""
+    path = tmp_path_factory.mktemp("synthetic") / "cifar-10-python.tar.gz"
+    md5 = make_synthetic_tarball(path, per_class_train=20, per_class_test=5, seed=0)
+    return path, md5
+
+
+@dataclass
+class Route:
+    """How the test server answers one path.
+
+    ``status`` is sent (with an empty body) unless it is 200; ``fail_first``
+    requests are answered with ``fail_status`` before the normal answer;
+    ``truncate_to`` sends a Content-Length for the whole body but only that many
+    bytes, then closes the connection.
+    """
+    body: bytes = b""
+    status: int = 200
+    fail_first: int = 0
+    fail_status: int = 503
+    truncate_to: int | None = None
+    requests: int = 0
+
+
+@dataclass
+class TestServer:
+    """Handle the test uses: configure routes, build URLs, read request counts."""
+    __test__ = False  # not a test class, despite the name
+    port: int
+    routes: dict = field(default_factory=dict)
+
+    def route(self, path, **kwargs):
+        """Register ``path`` (e.g. "/a.tar.gz") with Route options; return its full URL."""
+        self.routes[path] = Route(**kwargs)
+        return self.url(path)
+
+    def url(self, path):
+        """Full http URL of ``path`` on this server."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def count(self, path):
+        """How many requests ``path`` has received."""
+        return self.routes[path].requests
+
+
+def _make_handler(state):
+    """A request handler class bound to the server's route table."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            route = state.routes.get(self.path)
+            if route is None:
+                self._empty(404)
+                return
+            with _lock:
+                route.requests += 1
+                n = route.requests
+            if n <= route.fail_first:
+                self._empty(route.fail_status)
+            elif route.status != 200:
+                self._empty(route.status)
+            else:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/gzip")
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                sent = route.body if route.truncate_to is None else route.body[:route.truncate_to]
+                self.wfile.write(sent)
+                self.close_connection = True
+
+        def _empty(self, status):
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format, *args):
+            # Keep pytest output clean; request counts are what tests check.
+            pass
+
+    return Handler
+
+
+_lock = threading.Lock()
+
+
+@pytest.fixture
+def http_server():
+    """A ThreadingHTTPServer on 127.0.0.1 (free port) in a thread; shut down after the test."""
+    state = TestServer(port=0)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    # A short poll interval so shutdown() returns quickly at teardown.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def refused_url():
+    """A URL on a port nothing listens on: bind to get a free port, then close it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"

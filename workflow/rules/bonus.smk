@@ -1,0 +1,138 @@
+# Bonus experiments: the ablation of each improvement, and augmentation against lambda.
+
+BONUS = config.get("bonus", {})
+ABL = BONUS.get("ablation")
+AVL = BONUS.get("aug_vs_lambda")
+
+
+def ablation_variants():
+    """Each improvement switched off in turn, and all off; 'all' is the final runs themselves."""
+    m = config["models"][ABL["model"]] if ABL else {}
+    variants = {}
+    if max(m.get("hidden") or [0]) > 50:
+        variants["no_width"] = {"hidden": [50]}
+    if m.get("dropout", 0.0) > 0:
+        variants["no_dropout"] = {"dropout": 0.0}
+    if m.get("flip") or m.get("max_shift"):
+        variants["no_augmentation"] = {"flip": False, "max_shift": 0}
+    if m.get("optimizer", "sgd") != "sgd":
+        variants["no_momentum"] = {"optimizer": "sgd"}
+    all_off = {}
+    for v in variants.values():
+        all_off.update(v)
+    variants["all_off"] = all_off
+    return variants
+
+
+def ablation_runs(wildcards=None):
+    runs = [f"{R}/final/{ABL['model']}/seed{s}/metrics.json" for s in ABL["seeds"]]
+    runs += [f"{R}/bonus/ablation/{v}/seed{s}/metrics.json"
+             for v in ablation_variants() for s in ABL["seeds"]]
+    return runs
+
+
+rule ablation_run:
+    input:
+        split_files("final"),
+        stats=split_stats("final"),
+        gates=GATE_EVIDENCE,
+        lam_source=lambda w: f"{R}/search/{ABL['model']}/fine.json",
+    output:
+        metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
+        history=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/history.csv",
+        weights=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/weights.npz",
+    params:
+        spec=lambda w: model_spec(ABL["model"], **ablation_variants()[w.variant]),
+        lam={"best": True},
+        cycles=ABL["cycles"] if ABL else 0,
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=True,
+    log:
+        f"{R}/logs/bonus/ablation/{{variant}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/bonus/ablation/{{variant}}_seed{{seed}}.tsv"
+    threads: THREADS["final"]
+    resources:
+        mem_mb=4000,
+        runtime=40,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/train_run.py"
+
+
+rule ablation_table:
+    input:
+        split_files("final"),
+        stats=split_stats("final"),
+        runs=ablation_runs,
+    output:
+        json=f"{R}/bonus/ablation.json",
+        csv=f"{R}/bonus/ablation.csv",
+    params:
+        dtype=config["dtype"],
+    log:
+        f"{R}/logs/bonus/ablation_table.log",
+    threads: THREADS["final"]
+    resources:
+        mem_mb=3000,
+        runtime=5,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/ablation_table.py"
+
+
+rule aug_lambda_run:
+    input:
+        split_files("search"),
+        stats=split_stats("search"),
+        gates=GATE_EVIDENCE,
+    output:
+        metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
+        history=f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/history.csv",
+    wildcard_constraints:
+        aug="aug|noaug",
+    params:
+        spec=lambda w: model_spec(
+            AVL["model"],
+            flip=AVL["flip"] if w.aug == "aug" else False,
+            max_shift=AVL["max_shift"] if w.aug == "aug" else 0),
+        lam=lambda w: {"log10": AVL["exponents"][int(w.i)]},
+        cycles=AVL["cycles"] if AVL else 0,
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=False,
+    log:
+        f"{R}/logs/bonus/aug_vs_lambda/{{aug}}_l{{i}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_l{{i}}_seed{{seed}}.tsv"
+    threads: THREADS["search"]
+    resources:
+        mem_mb=1500,
+        runtime=15,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/train_run.py"
+
+
+rule aug_vs_lambda:
+    input:
+        runs=expand(f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
+                    aug=["aug", "noaug"], i=range(len(AVL["exponents"])) if AVL else [],
+                    seed=AVL["seeds"] if AVL else []),
+    output:
+        json=f"{R}/bonus/aug_vs_lambda.json",
+        csv=f"{R}/bonus/aug_vs_lambda.csv",
+    log:
+        f"{R}/logs/bonus/aug_vs_lambda.log",
+    threads: 1
+    resources:
+        mem_mb=300,
+        runtime=2,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/aug_vs_lambda.py"

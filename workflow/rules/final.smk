@@ -1,0 +1,57 @@
+# Final runs: the fine search's best lambda, all but n_val training images, test set scored.
+
+FINAL = config["final"]
+
+
+rule final_run:
+    input:
+        split_files("final"),
+        stats=split_stats("final"),
+        gates=GATE_EVIDENCE,
+        lam_source=f"{R}/search/{{model}}/fine.json",
+    output:
+        metrics=f"{R}/final/{{model}}/seed{{seed}}/metrics.json",
+        history=f"{R}/final/{{model}}/seed{{seed}}/history.csv",
+        weights=f"{R}/final/{{model}}/seed{{seed}}/weights.npz",
+    params:
+        spec=lambda w: model_spec(w.model),
+        lam={"best": True},
+        cycles=FINAL["cycles"],
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=True,
+    log:
+        f"{R}/logs/final/{{model}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/final/{{model}}/seed{{seed}}.tsv"
+    threads: THREADS["final"]
+    resources:
+        mem_mb=lambda w: 4000 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 2000,
+        runtime=lambda w: 40 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 15,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/train_run.py"
+
+
+rule final_summary:
+    input:
+        split_files("final"),
+        stats=split_stats("final"),
+        runs=lambda w: expand(f"{R}/final/{w.model}/seed{{seed}}/metrics.json", seed=FINAL["seeds"]),
+        weights=lambda w: expand(f"{R}/final/{w.model}/seed{{seed}}/weights.npz", seed=FINAL["seeds"]),
+    output:
+        json=f"{R}/final/{{model}}/summary.json",
+    params:
+        ensemble=lambda w: w.model in FINAL["ensemble"],
+        dtype=config["dtype"],
+    log:
+        f"{R}/logs/final/{{model}}/summary.log",
+    threads: THREADS["final"]
+    resources:
+        mem_mb=3000,
+        runtime=5,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/final_summary.py"

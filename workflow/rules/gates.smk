@@ -1,0 +1,115 @@
+# The gates: each reads real preprocessed training images and the model code, and fails the
+# DAG when a figure is over its threshold. Training rules take their evidence as input.
+
+
+def gate_settings(gate):
+    return config["gates"][gate]
+
+
+def bug_table_settings():
+    g, b = config["gates"], config["gates"]["bug_table"]
+    return {
+        "gradcheck": {**g["gradcheck"], "n_images": b["n_images"], "fd_coords": 5},
+        "overfit": {**g["overfit"], "steps": b["overfit_steps"],
+                    "variants": {"two_layer": {"hidden": [50]}}},
+        "trajectory": {**g["trajectory"]},
+    }
+
+
+rule gate_gradcheck:
+    input:
+        split_files("search"),
+        code=MODEL_CODE,
+        stats=split_stats("search"),
+    output:
+        json=f"{R}/gates/gradcheck.json",
+        table=f"{R}/gates/gradcheck.md",
+    params:
+        gate="gradcheck",
+        settings=gate_settings("gradcheck"),
+    log:
+        f"{R}/logs/gate_gradcheck.log",
+    benchmark:
+        f"{R}/benchmarks/gate_gradcheck.tsv"
+    threads: THREADS["gates"]
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/gate.py"
+
+
+rule gate_overfit:
+    input:
+        split_files("search"),
+        code=MODEL_CODE,
+        stats=split_stats("search"),
+        gradcheck=rules.gate_gradcheck.output.json,
+    output:
+        json=f"{R}/gates/overfit.json",
+    params:
+        gate="overfit",
+        settings=gate_settings("overfit"),
+    log:
+        f"{R}/logs/gate_overfit.log",
+    benchmark:
+        f"{R}/benchmarks/gate_overfit.tsv"
+    threads: THREADS["gates"]
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/gate.py"
+
+
+rule gate_trajectory:
+    input:
+        split_files("search"),
+        code=MODEL_CODE,
+        stats=split_stats("search"),
+        gradcheck=rules.gate_gradcheck.output.json,
+    output:
+        json=f"{R}/gates/trajectory.json",
+    params:
+        gate="trajectory",
+        settings=gate_settings("trajectory"),
+    log:
+        f"{R}/logs/gate_trajectory.log",
+    benchmark:
+        f"{R}/benchmarks/gate_trajectory.tsv"
+    threads: THREADS["gates"]
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/gate.py"
+
+
+rule gate_bug_table:
+    input:
+        split_files("search"),
+        code=MODEL_CODE,
+        stats=split_stats("search"),
+    output:
+        json=f"{R}/gates/bug_table.json",
+        csv=f"{R}/gates/bug_table.csv",
+    params:
+        settings=bug_table_settings(),
+    log:
+        f"{R}/logs/gate_bug_table.log",
+    benchmark:
+        f"{R}/benchmarks/gate_bug_table.tsv"
+    threads: THREADS["gates"]
+    resources:
+        mem_mb=1500,
+        runtime=15,
+    conda:
+        "../../envs/model.yaml"
+    script:
+        "../scripts/bug_table.py"

@@ -1,0 +1,17 @@
+"""Snakemake script: test accuracy and training time of each ablation variant."""
+import sys
+from pathlib import Path
+
+# Import this checkout's package, never another install: it is the code the gate rules watch.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # noqa: F821
+from handbackprop import stage  # noqa: E402
+
+stage.log_to(snakemake.log[0])  # noqa: F821
+stage.limit_threads(snakemake.threads)  # noqa: F821
+
+from handbackprop import summaries  # noqa: E402
+
+sm = snakemake  # noqa: F821
+table = summaries.ablation_table(sm.input.runs, Path(sm.input.stats).parent, sm.params.dtype)
+summaries.write_table(table, sm.output.json, sm.output.csv)
+print(table["text"])

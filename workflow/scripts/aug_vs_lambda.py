@@ -1,0 +1,17 @@
+"""Snakemake script: validation accuracy against lambda with and without augmentation."""
+import sys
+from pathlib import Path
+
+# Import this checkout's package, never another install: it is the code the gate rules watch.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # noqa: F821
+from handbackprop import stage  # noqa: E402
+
+stage.log_to(snakemake.log[0])  # noqa: F821
+stage.limit_threads(snakemake.threads)  # noqa: F821
+
+from handbackprop import summaries  # noqa: E402
+
+sm = snakemake  # noqa: F821
+table = summaries.aug_vs_lambda(sm.input.runs)
+summaries.write_table(table, sm.output.json, sm.output.csv)
+print(table["shift"]["statement"])

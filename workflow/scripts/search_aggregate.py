@@ -1,0 +1,17 @@
+"""Snakemake script: the table of every lambda of one search, and the chosen best."""
+import sys
+from pathlib import Path
+
+# Import this checkout's package, never another install: it is the code the gate rules watch.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # noqa: F821
+from handbackprop import stage  # noqa: E402
+
+stage.log_to(snakemake.log[0])  # noqa: F821
+stage.limit_threads(snakemake.threads)  # noqa: F821
+
+from handbackprop import summaries  # noqa: E402
+
+sm = snakemake  # noqa: F821
+table = summaries.search_table(sm.input.runs, stage=sm.params.stage, model=sm.wildcards.model)
+summaries.write_table(table, sm.output.json, sm.output.csv)
+print(f"best lambda {table['best']['lambda']:.4g} (val acc {table['best']['val_accuracy']:.4f})")
