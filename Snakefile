@@ -6,7 +6,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: f"{workflow.basedir}/config.yaml"  # so --directory elsewhere still finds it
 
 
 include: "workflow/rules/common.smk"

@@ -128,3 +128,76 @@ def refused_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+
+
+# --------------------------------------------------------------------------- workflow runs
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+QUICK = REPO / "config" / "quick.yaml"
+
+
+def copy_repo(dest: Path) -> Path:
+    """A private checkout (tracked and untracked, not ignored files) to run or edit freely."""
+    import shutil
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def snakemake(workdir, *args, configfiles=(QUICK,), snakefile=None, check=True, timeout=900):
+    """Run the workflow with `workdir` as its working directory (results land there).
+
+    The Snakefile is the one in `workdir` when it is a copy of the repository
+    (so its model code is the copy's), else the repository's.
+    """
+    import subprocess
+
+    if snakefile is None:
+        snakefile = workdir / "Snakefile" if (Path(workdir) / "Snakefile").exists() else REPO / "Snakefile"
+    cmd = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir), "--cores", "2",
+           "--configfile", *map(str, configfiles), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(proc) -> dict[str, int]:
+    """Rule name -> job count from a dry run's 'Job stats' table ({} when nothing to do)."""
+    jobs, in_table = {}, False
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table:
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    jobs[parts[0]] = int(parts[1])
+            elif parts and not set(parts[0]) <= {"-"}:
+                in_table = False
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """The quick profile run once, end to end, in a private copy of the repository.
+
+    Returns that copy (also the working directory); results are under
+    <copy>/results/quick. Tests must leave it as they found it.
+    """
+    workdir = copy_repo(tmp_path_factory.mktemp("quick_run"))
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def quick_results(quick_run):
+    return quick_run / "results" / "quick"

@@ -69,7 +69,7 @@ rule ablation_table:
         runs=ablation_runs,
     output:
         json=f"{R}/bonus/ablation.json",
-        csv=f"{R}/bonus/ablation.csv",
+        csv=report(f"{R}/bonus/ablation.csv", caption="../report/ablation.rst", category="Bonus"),
     params:
         dtype=config["dtype"],
     log:
@@ -125,7 +125,7 @@ rule aug_vs_lambda:
                     seed=AVL["seeds"] if AVL else []),
     output:
         json=f"{R}/bonus/aug_vs_lambda.json",
-        csv=f"{R}/bonus/aug_vs_lambda.csv",
+        csv=report(f"{R}/bonus/aug_vs_lambda.csv", caption="../report/aug_vs_lambda.rst", category="Bonus"),
     log:
         f"{R}/logs/bonus/aug_vs_lambda.log",
     threads: 1

@@ -4,6 +4,7 @@ FINAL = config["final"]
 
 
 rule final_run:
+    priority: 10
     input:
         split_files("final"),
         stats=split_stats("final"),
@@ -41,7 +42,8 @@ rule final_summary:
         runs=lambda w: expand(f"{R}/final/{w.model}/seed{{seed}}/metrics.json", seed=FINAL["seeds"]),
         weights=lambda w: expand(f"{R}/final/{w.model}/seed{{seed}}/weights.npz", seed=FINAL["seeds"]),
     output:
-        json=f"{R}/final/{{model}}/summary.json",
+        json=report(f"{R}/final/{{model}}/summary.json", caption="../report/final_summary.rst",
+                    category="Final runs", labels={"model": "{model}"}),
     params:
         ensemble=lambda w: w.model in FINAL["ensemble"],
         dtype=config["dtype"],

@@ -12,7 +12,9 @@ def bug_table_settings():
         "gradcheck": {**g["gradcheck"], "n_images": b["n_images"], "fd_coords": 5},
         "overfit": {**g["overfit"], "steps": b["overfit_steps"],
                     "variants": {"two_layer": {"hidden": [50]}}},
-        "trajectory": {**g["trajectory"]},
+        "trajectory": {**g["trajectory"],
+                       "variants": {k: v for k, v in g["trajectory"]["variants"].items()
+                                    if v.get("optimizer", "sgd") == "sgd"}},
     }
 
 
@@ -23,7 +25,7 @@ rule gate_gradcheck:
         stats=split_stats("search"),
     output:
         json=f"{R}/gates/gradcheck.json",
-        table=f"{R}/gates/gradcheck.md",
+        table=report(f"{R}/gates/gradcheck.md", caption="../report/gradcheck.rst", category="Gates"),
     params:
         gate="gradcheck",
         settings=gate_settings("gradcheck"),
@@ -98,7 +100,7 @@ rule gate_bug_table:
         stats=split_stats("search"),
     output:
         json=f"{R}/gates/bug_table.json",
-        csv=f"{R}/gates/bug_table.csv",
+        csv=report(f"{R}/gates/bug_table.csv", caption="../report/bug_table.rst", category="Gates"),
     params:
         settings=bug_table_settings(),
     log:

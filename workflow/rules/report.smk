@@ -1,20 +1,33 @@
-# Placeholder until the report rule lands: collects every result the report will show.
+# The final report: reads every result (declared below, so any change reruns it), renders one
+# self-contained HTML file and a text-only Markdown twin. Benchmarks are globbed at run time.
 
 
 rule report:
     input:
         gates=GATE_EVIDENCE,
         bug_table=f"{R}/gates/bug_table.json",
+        searches=expand(f"{R}/search/{{model}}/{{stage}}.json", model=config["search"]["models"],
+                        stage=["coarse", "fine"]),
         finals=final_targets(),
+        runs=expand(f"{R}/final/{{model}}/seed{{seed}}/{{name}}", model=config["final"]["models"],
+                    seed=config["final"]["seeds"], name=["metrics.json", "history.csv", "weights.npz"]),
         bonus=bonus_targets(),
+        download=f"{R}/data/download.json",
+        stats=[split_stats("search"), split_stats("final")],
+        norm=f"{R}/data/final/norm.npz",
+        samples=[f"{R}/data/final/X_train.npy", f"{R}/data/final/y_train.npy"],
     output:
-        html=f"{R}/report/report.html",
+        html=report(f"{R}/report/report.html", caption="../report/report.rst", category="Report"),
         md=f"{R}/report/report.md",
+    params:
+        config=config,  # the whole config: any change to it reruns the report
     log:
         f"{R}/logs/report.log",
     threads: THREADS["report"]
     resources:
-        mem_mb=1000,
-        runtime=5,
-    shell:
-        "(echo '<html><body>placeholder</body></html>' > {output.html} && echo placeholder > {output.md}) 2> {log}"
+        mem_mb=1500,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report.py"

@@ -10,6 +10,7 @@ def search_run(stage, model, i):
 
 
 rule coarse_run:
+    priority: 10
     input:
         split_files("search"),
         stats=split_stats("search"),
@@ -44,7 +45,8 @@ rule coarse_table:
                         for i in range(search_settings(w.model)["n_coarse"])],
     output:
         json=f"{R}/search/{{model}}/coarse.json",
-        csv=f"{R}/search/{{model}}/coarse.csv",
+        csv=report(f"{R}/search/{{model}}/coarse.csv", caption="../report/search.rst",
+                   category="Lambda search", subcategory="{model}", labels={"model": "{model}", "stage": "coarse"}),
     params:
         stage="coarse",
     log:
@@ -60,6 +62,7 @@ rule coarse_table:
 
 
 rule fine_run:
+    priority: 10
     input:
         split_files("search"),
         stats=split_stats("search"),
@@ -97,7 +100,8 @@ rule fine_table:
                         for i in range(search_settings(w.model)["n_fine"])],
     output:
         json=f"{R}/search/{{model}}/fine.json",
-        csv=f"{R}/search/{{model}}/fine.csv",
+        csv=report(f"{R}/search/{{model}}/fine.csv", caption="../report/search.rst",
+                   category="Lambda search", subcategory="{model}", labels={"model": "{model}", "stage": "fine"}),
     params:
         stage="fine",
     log:

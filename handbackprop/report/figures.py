@@ -1,0 +1,372 @@
+"""The report's figures: matplotlib (Agg), one consistent style, each figure -> PNG -> data URI.
+
+Every function takes part of the collected context and returns a ``data:image/png;base64,...``
+string, so the HTML needs no external file or request.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "lines.linewidth": 1.4,
+    "axes.prop_cycle": matplotlib.cycler(color=plt.get_cmap("tab10").colors),
+}
+TRAIN, VAL, TORCH, LIMIT = "#1f77b4", "#ff7f0e", "#d62728", "#7f7f7f"
+WIDTH = 9.0  # inches: every figure spans the page column
+
+
+def to_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor="white")  # constrained layout: no second "tight" draw
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(ncols=1, nrows=1, height=3.0, width=WIDTH, **kw):
+    kw.setdefault("layout", "constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, **kw)
+    return fig, axes
+
+
+def _styled(fn):
+    """Run a figure function inside the report's rc style."""
+    def wrapper(*a, **kw):
+        with plt.rc_context(STYLE):
+            return fn(*a, **kw)
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def mosaic(rows: list[list], pad: int = 2) -> np.ndarray:
+    """Images (H, W, 3) arranged row by row on a white canvas, ``pad`` pixels apart."""
+    h, w = rows[0][0].shape[:2]
+    ncols = max(len(r) for r in rows)
+    canvas = np.ones((len(rows) * (h + pad) - pad, ncols * (w + pad) - pad, 3))
+    for i, r in enumerate(rows):
+        for j, img in enumerate(r):
+            canvas[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = img
+    return canvas
+
+
+def _image_grid(rows: list[tuple[str, list]], title: str, cell=0.62, col_labels=None) -> str:
+    """One imshow of a mosaic (fast), labelled per row (and optionally per column)."""
+    canvas = mosaic([imgs for _, imgs in rows])
+    h = rows[0][1][0].shape[0] + 2
+    ncols = max(len(imgs) for _, imgs in rows)
+    fig, axes = _figure(1, 1, height=cell * len(rows) + 0.5, width=cell * ncols + 1.4)
+    ax = axes[0][0]
+    ax.imshow(canvas, interpolation="nearest")
+    ax.grid(False)
+    ax.set_yticks([i * h + h / 2 - 1 for i in range(len(rows))], [label for label, _ in rows])
+    if col_labels:
+        ax.set_xticks([j * h + h / 2 - 1 for j in range(ncols)], col_labels)
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title)
+    return to_uri(fig)
+
+
+@_styled
+def samples(data: dict) -> str:
+    rows = [(s["label"], list(s["images"])) for s in data["samples"]]
+    return _image_grid(rows, f"Training images of the final split, {data['samples_per_class']} per class "
+                             "(de-normalised)")
+
+
+@_styled
+def norm_stats(data: dict) -> str:
+    fig, axes = _figure(2, 1, height=2.4, width=6.0)
+    axes[0][0].imshow(data["norm"]["mean_image"], interpolation="nearest")
+    axes[0][0].set_title("per-pixel mean (train split)")
+    axes[0][0].set_axis_off()
+    ch = data["norm"]["channels"]
+    x = np.arange(len(ch))
+    ax = axes[0][1]
+    ax.bar(x - 0.2, [c["mean_mean"] for c in ch], 0.4, label="mean", color=[c["channel"] for c in ch])
+    ax.bar(x + 0.2, [c["std_mean"] for c in ch], 0.4, label="std", color=[c["channel"] for c in ch], alpha=0.45)
+    ax.set_xticks(x, [f"{c['channel']}\nmean | std" for c in ch])
+    ax.set_ylabel("pixel value (0–255), averaged over pixels")
+    ax.set_title("normalisation statistics per channel")
+    return to_uri(fig)
+
+
+@_styled
+def class_counts(data: dict) -> str:
+    names = data["label_names"]
+    splits = [s for s in data["splits"] if s["split"] == "final"] or data["splits"][:1]
+    cc = splits[0]["class_counts"]
+    fig, axes = _figure(1, 1, height=2.6)
+    ax = axes[0][0]
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for part in ("train", "val", "test"):
+        if part in cc:
+            ax.bar(x, cc[part], bottom=bottom, label=part)
+            bottom += np.asarray(cc[part])
+    ax.set_xticks(x, names, rotation=30)
+    ax.set_ylabel("images")
+    ax.set_title(f"class counts, {splits[0]['split']} split")
+    ax.legend()
+    return to_uri(fig)
+
+
+@_styled
+def gradcheck(gates: dict) -> str:
+    rows, t = gates["gradcheck"], gates["thresholds"]
+    labels = [f"{r['variant']}\n{r['param']}" for r in rows]
+    fig, axes = _figure(1, 1, height=3.4)
+    ax = axes[0][0]
+    x = np.arange(len(rows))
+    for off, key, name, c in ((-0.27, "max_rel", "max relative error (vs torch)", "C0"),
+                              (0.0, "norm_rel", "norm relative error (vs torch)", "C1"),
+                              (0.27, "fd_norm_rel", "finite-difference norm relative error", "C2")):
+        vals = np.maximum([r[key] for r in rows], 1e-20)
+        ax.bar(x + off, vals, 0.27, label=name, color=c)
+        ax.axhline(t[key], color=c, ls="--", lw=1)
+        ax.text(len(rows) - 0.4, t[key], f" threshold {t[key]:.0e}", color=c, va="center", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("relative error (dimensionless, log)")
+    ax.set_title("Gradient check per variant and parameter (float64); dashed: thresholds")
+    ax.legend(loc="upper left", ncol=3)
+    return to_uri(fig)
+
+
+@_styled
+def overfit(gates: dict) -> str:
+    vs = gates["overfit"]
+    fig, axes = _figure(2, 1, height=3.0)
+    for i, v in enumerate(vs):
+        h = v["history"]
+        axes[0][0].plot(h["step"], h["train_loss"], label=v["variant"], color=f"C{i}")
+        axes[0][1].plot(h["step"], h["train_accuracy"], label=v["variant"], color=f"C{i}")
+    if vs:
+        axes[0][0].axhline(vs[0]["loss_bound"], color=LIMIT, ls="--", lw=1, label="loss bound")
+        axes[0][0].axhline(vs[0]["ln10"], color=LIMIT, ls=":", lw=1, label="ln 10 (chance)")
+    axes[0][0].set_yscale("log")
+    axes[0][0].set(xlabel="update step", ylabel="training cross-entropy (nats, log)",
+                   title=f"Overfit gate: loss on {vs[0]['n_images'] if vs else '?'} images")
+    axes[0][1].set(xlabel="update step", ylabel="training accuracy (fraction)", ylim=(0, 1.05),
+                   title="accuracy on the same images")
+    axes[0][0].legend()
+    axes[0][1].legend()
+    return to_uri(fig)
+
+
+@_styled
+def trajectory(gates: dict) -> str:
+    vs = gates["trajectory"]
+    fig, axes = _figure(2, 1, height=3.2)
+    ax, ax2 = axes[0]
+    for i, v in enumerate(vs):
+        steps = np.arange(len(v["costs"]))
+        ax.plot(steps, v["costs"], color=f"C{i}", label=f"{v['variant']} (ours)")
+        ax.plot(steps, v["torch_costs"], color=f"C{i}", ls="none", marker="o", ms=4, mfc="none",
+                label=f"{v['variant']} (torch)")
+        c, tc = np.asarray(v["costs"]), np.asarray(v["torch_costs"])
+        rel = np.abs(c - tc) / np.maximum(np.abs(tc), 1e-300)
+        ax2.plot(steps, np.maximum(rel, 1e-18), color=f"C{i}", marker=".", label=v["variant"])
+    ax2.axhline(gates["trajectory_tolerance"], color=LIMIT, ls="--", lw=1,
+                label=f"tolerance {gates['trajectory_tolerance']:.0e}")
+    ax.set(xlabel="update step", ylabel="mini-batch cost (nats)",
+           title="Reference trajectory: our cost (line) vs torch (circles)")
+    ax2.set_yscale("log")
+    ax2.set(xlabel="update step", ylabel="|ours − torch| / |torch| (log)",
+            title="relative cost difference per step (0 drawn at 1e-18)")
+    ax.legend(ncol=2, fontsize=7)
+    ax2.legend(fontsize=7)
+    return to_uri(fig)
+
+
+@_styled
+def schedules(finals: list[dict]) -> str:
+    fig, axes = _figure(1, 1, height=2.8)
+    ax = axes[0][0]
+    for i, f in enumerate(finals):
+        r = f["runs"][0]
+        s = r["schedule"]
+        ax.plot(s["step"], s["eta"], color=f"C{i}",
+                label=f"{f['model']}: n_s={s['n_s']}, {s['steps']} steps (exact)")
+        h = r["history"]
+        if "eta" in h:
+            ax.plot(h["step"], h["eta"], ls="none", marker="o", ms=3, color=f"C{i}")
+    ax.set(xlabel="update step", ylabel="learning rate η", title="Cyclical learning rate of the final runs "
+           "(lines: schedule function; dots: η recorded in history.csv)")
+    ax.legend()
+    return to_uri(fig)
+
+
+@_styled
+def search(s: dict) -> str:
+    fig, axes = _figure(1, 1, height=3.0)
+    ax = axes[0][0]
+    for stage, marker, color in (("coarse", "o", "C0"), ("fine", "s", "C1")):
+        rows = sorted(s[stage]["rows"], key=lambda r: r["lambda"])
+        ax.plot([r["lambda"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=marker,
+                color=color, label=f"{stage} ({len(rows)} runs)", ms=5, lw=1)
+    ch = s["chosen"]
+    ax.plot([ch["lambda"]], [100 * ch["val_accuracy"]], marker="*", ms=16, color="C3", ls="none",
+            label=f"chosen λ = {ch['lambda']:.3g}")
+    ax.axvline(ch["lambda"], color="C3", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
+           title=f"λ search: {s['model']}")
+    ax.legend()
+    return to_uri(fig)
+
+
+@_styled
+def training(f: dict) -> str:
+    fig, axes = _figure(3, 1, height=2.9)
+    for j, r in enumerate(f["runs"]):
+        h = r["history"]
+        ls = ["-", "--", ":", "-."][j % 4]
+        for k, (key, ylabel) in enumerate((("loss", "cross-entropy loss (nats)"), ("cost", "cost = loss + λ‖W‖² (nats)"),
+                                           ("accuracy", "accuracy (%)"))):
+            scale = 100.0 if key == "accuracy" else 1.0
+            ax = axes[0][k]
+            for part, color in (("train", TRAIN), ("val", VAL)):
+                col = f"{part}_{key}"
+                if col in h:
+                    ax.plot(h["step"], np.asarray(h[col]) * scale, color=color, ls=ls,
+                            label=f"{part}, seed {r['seed']}")
+            ax.set(xlabel="update step", ylabel=ylabel)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Final training: {f['model']} (λ = {f['summary']['lambda']:.3g})")
+    return to_uri(fig)
+
+
+def _confusion_ax(ax, cm, names, title):
+    cm = np.asarray(cm, float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.grid(False)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+
+
+@_styled
+def confusion(f: dict, names: list[str]) -> str:
+    mats = [(f"summed over {len(f['runs'])} seed(s)", np.sum([r["metrics"]["confusion"] for r in f["runs"]], axis=0))]
+    ens = f["summary"].get("ensemble")
+    if ens:
+        mats.append((f"ensemble of {ens['members']}", ens["confusion"]))
+    fig, axes = _figure(len(mats), 1, height=4.2, width=4.6 * len(mats))
+    for ax, (title, cm) in zip(axes[0], mats):
+        _confusion_ax(ax, cm, names, f"{f['model']}: test confusion, {title}\n(counts; colour = row fraction)")
+    return to_uri(fig)
+
+
+@_styled
+def weights(f: dict, names: list[str]) -> str:
+    wi = f["weight_images"]
+    return _image_grid([(f"seed {wi['seed']}", wi["images"])],
+                       f"{f['model']}: columns of W1 as 32×32 colour images (min–max scaled per class)",
+                       cell=0.85, col_labels=names[:len(wi["images"])])
+
+
+@_styled
+def ablation(ab: dict) -> str:
+    rows = ab["rows"]
+    fig, axes = _figure(1, 1, height=0.35 * len(rows) + 1.2)
+    ax = axes[0][0]
+    y = np.arange(len(rows))
+    ax.barh(y, [100 * r["test_accuracy_mean"] for r in rows], xerr=[100 * r["test_accuracy_std"] for r in rows],
+            color=["C2" if r["variant"].startswith("all") and r["variant"] != "all_off" else "C0" for r in rows])
+    ax.set_yticks(y, [r["variant"] for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="test accuracy (%), mean ± std over seeds", title="Ablation: each improvement switched off")
+    return to_uri(fig)
+
+
+@_styled
+def aug_vs_lambda(av: dict) -> str:
+    fig, axes = _figure(1, 1, height=3.0)
+    ax = axes[0][0]
+    rows = av["rows"]
+    for aug, color, label in ((False, "C0", "no augmentation"), (True, "C1", "augmentation")):
+        sel = [r for r in rows if bool(r["augmentation"]) == aug]
+        seeds = sorted({r["seed"] for r in sel})
+        for s in seeds:
+            rs = sorted((r for r in sel if r["seed"] == s), key=lambda r: r["lambda"])
+            ax.plot([r["lambda"] for r in rs], [100 * r["val_accuracy"] for r in rs], color=color, lw=0.6,
+                    alpha=0.5, marker=".")
+        lams = sorted({r["lambda"] for r in sel})
+        means = [100 * np.mean([r["val_accuracy"] for r in sel if r["lambda"] == lam]) for lam in lams]
+        ax.plot(lams, means, color=color, lw=2.2, label=f"{label}: mean over {len(seeds)} seeds")
+        best = av.get("best_log10_lambda", {}).get(label, {})
+        for k, b in enumerate(best.values()):
+            ax.axvline(10.0 ** b, color=color, ls=":", lw=0.8, label=f"{label}: best λ per seed" if k == 0 else None)
+    ax.set_xscale("log")
+    ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
+           title="Augmentation vs λ (thin: single seeds)")
+    ax.legend(fontsize=7)
+    return to_uri(fig)
+
+
+@_styled
+def benchmarks(b: dict) -> str:
+    rows = sorted(b["rows"], key=lambda r: -r["seconds"])
+    fig, axes = _figure(2, 1, height=0.22 * len(rows) + 1.2)
+    y = np.arange(len(rows))
+    axes[0][0].barh(y, [r["seconds"] for r in rows], color="C0")
+    axes[0][0].set(xlabel="wall time, summed over the stage's jobs (s)", title="Wall time per stage")
+    axes[0][1].barh(y, [0 if math.isnan(r["max_rss_mb"]) else r["max_rss_mb"] for r in rows], color="C4")
+    axes[0][1].set(xlabel="peak resident memory of one job (MB)", title="Peak memory per stage")
+    for ax in axes[0]:
+        ax.set_yticks(y, [r["stage"] for r in rows], fontsize=7)
+        ax.invert_yaxis()
+    return to_uri(fig)
+
+
+def make_figures(ctx: dict) -> dict:
+    """Every figure of the report, keyed by name (per-model figures keyed by model)."""
+    names = ctx["data"]["label_names"]
+    figs = {
+        "samples": samples(ctx["data"]),
+        "norm": norm_stats(ctx["data"]),
+        "class_counts": class_counts(ctx["data"]),
+        "gradcheck": gradcheck(ctx["gates"]),
+        "overfit": overfit(ctx["gates"]),
+        "trajectory": trajectory(ctx["gates"]),
+        "schedule": schedules(ctx["finals"]),
+        "search": {s["model"]: search(s) for s in ctx["searches"]},
+        "training": {f["model"]: training(f) for f in ctx["finals"]},
+        "confusion": {f["model"]: confusion(f, names) for f in ctx["finals"]},
+        "weights": {f["model"]: weights(f, names) for f in ctx["finals"] if f["weight_images"]},
+    }
+    if "ablation" in ctx["bonus"]:
+        figs["ablation"] = ablation(ctx["bonus"]["ablation"])
+    if "aug_vs_lambda" in ctx["bonus"]:
+        figs["aug_vs_lambda"] = aug_vs_lambda(ctx["bonus"]["aug_vs_lambda"])
+    if ctx["benchmarks"]["rows"]:
+        figs["benchmarks"] = benchmarks(ctx["benchmarks"])
+    return figs

@@ -1,0 +1,379 @@
+"""The final report: every section present, every number matching the output it comes from, a fast
+report-only rerun, a build without the bonus outputs, and a headless-Chromium check of the HTML."""
+import base64
+import html as htmllib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake
+from handbackprop.report import build_report
+from handbackprop.report.build import lam, pct, pm, sci
+from handbackprop.report.collect import PUBLISHED, collect_git
+
+SECTIONS = ("summary", "data", "gates", "schedule", "searches", "final", "bonus", "provenance")
+
+
+# ------------------------------------------------------------------------------ helpers
+def read(p):
+    return json.loads(Path(p).read_text())
+
+
+def text_of(fragment: str) -> str:
+    """Visible text: tags removed, entities unescaped, whitespace collapsed."""
+    fragment = re.sub(r'<img[^>]*>', " ", fragment)
+    return re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", fragment)))
+
+
+def sections(page: str) -> dict:
+    """{section id: visible text of that <section>}."""
+    out = {}
+    for m in re.finditer(r'<section id="([^"]+)">(.*?)</section>', page, re.S):
+        out[m.group(1)] = text_of(m.group(2))
+    return out
+
+
+def png_size(uri: str) -> tuple[int, int]:
+    assert uri.startswith("data:image/png;base64,")
+    raw = base64.b64decode(uri.split(",", 1)[1])
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
+    return struct.unpack(">II", raw[16:24])
+
+
+@pytest.fixture(scope="module")
+def page(quick_results):
+    return (quick_results / "report" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def md(quick_results):
+    return (quick_results / "report" / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def sec(page):
+    return sections(page)
+
+
+@pytest.fixture(scope="module")
+def run_config(md):
+    """The config the run used, as the report's provenance section dumps it."""
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", md, re.S).group(1))
+
+
+# ------------------------------------------------------------------------------ content
+def test_every_section_present_in_both_forms(page, md, sec):
+    assert set(SECTIONS) <= set(sec), sorted(sec)
+    for heading in ("## Summary", "## Data", "## Gates", "## Learning-rate schedule", "## λ searches",
+                    "## Final training", "## Bonus experiments", "## Provenance"):
+        assert heading in md
+    assert "data:image" not in md and "<img" not in md  # the Markdown is text-only by design
+
+
+def test_summary_accuracies_lambdas_published_and_gates(quick_results, sec, md, run_config):
+    s = sec["summary"]
+    for model in run_config["final"]["models"]:
+        summ = read(quick_results / "final" / model / "summary.json")
+        acc = pm(summ["test_accuracy_mean"], summ["test_accuracy_std"])
+        assert re.search(rf"{re.escape(model)} .*?{re.escape(lam(summ['lambda']))} .*?{re.escape(acc)}", s), model
+        assert acc in md
+        for a in summ["test_accuracy"]:
+            assert pct(a) in s
+        if "ensemble" in summ:
+            assert f"{pct(summ['ensemble']['test_accuracy'])} ({summ['ensemble']['members']} members)" in s
+    # The published figures, labelled as published and not mistaken for ours.
+    assert "Published reference (not computed here)" in s
+    for key in ("linear_test_accuracy", "bonus_test_accuracy"):
+        assert pct(PUBLISHED[key]) in s
+    assert "39.30%" in s and "49.77%" in s and "1.07e-03" in s
+    gates = [read(quick_results / "gates" / f"{g}.json") for g in ("gradcheck", "overfit", "trajectory")]
+    assert all(g["passed"] for g in gates) and "every gate passed" in s
+
+
+def test_every_training_run_hash_equals_the_verified_hash(quick_results, sec):
+    verified = {read(quick_results / "gates" / f"{g}.json")["code_hash"]
+                for g in ("gradcheck", "overfit", "trajectory")}
+    assert len(verified) == 1
+    (h,) = verified
+    runs = sorted(quick_results.glob("*/**/metrics.json"))
+    assert runs and all(read(p)["code_hash"] == h for p in runs)
+    assert f"verified by the gates: {h}" in sec["summary"]
+    assert re.search(rf"All {len(runs) + len(list(quick_results.glob('final/*/summary.json')))} training outputs"
+                     r".*record this same hash", sec["summary"])
+    assert h in sec["provenance"]
+
+
+def test_data_section(quick_results, sec):
+    d = sec["data"]
+    dl = read(quick_results / "data" / "download.json")
+    assert dl["md5"] in d and dl["url"] in d
+    for split in ("search", "final"):
+        st = read(quick_results / "data" / split / "stats.json")
+        assert f"{split} {st['n_train']} {st['n_val']} {st['n_test']}" in d
+        for part, counts in st["class_counts"].items():
+            assert f"{split} / {part} " + " ".join(map(str, counts)) in d
+    assert " ".join(read(quick_results / "data" / "final" / "stats.json")["label_names"]) in d
+
+
+def test_gates_section(quick_results, sec):
+    g = sec["gates"]
+    gc = read(quick_results / "gates" / "gradcheck.json")
+    for v in gc["variants"]:
+        for name, f in v["params"].items():
+            assert (f"{v['variant']} {name} {'×'.join(map(str, f['shape']))} {sci(f['max_rel'])} "
+                    f"{sci(f['norm_rel'])} {sci(f['fd_norm_rel'])} pass") in g
+        assert f"{v['variant']} {v['cost']:.10f} {v['torch_cost']:.10f} {sci(v['cost_rel'])}" in g
+    t = gc["thresholds"]
+    assert f"thresholds {sci(t['max_rel'], 0)} {sci(t['norm_rel'], 0)} {sci(t['fd_norm_rel'], 0)}" in g
+    for v in read(quick_results / "gates" / "overfit.json")["variants"]:
+        assert f"{v['variant']} {v['n_images']} {v['steps']} {v['initial_cost']:.4g} {v['ln10']:.4g}" in g
+        assert sci(v["final_loss"]) in g
+    for v in read(quick_results / "gates" / "trajectory.json")["variants"]:
+        assert f"{v['variant']} {v['optimizer']} {v['steps']} {sci(v['max_cost_rel'])}" in g
+    bugs = read(quick_results / "gates" / "bug_table.json")
+    for r in bugs["rows"]:
+        caught = ", ".join(r["caught_by"]) if r["caught_by"] else "—"
+        assert re.search(rf"{re.escape(r['bug'])} .*? {r['gradcheck']} {r['overfit']} {r['trajectory']} "
+                         rf"{re.escape(caught)}", g), r["bug"]
+    for b in bugs["uncaught"]:
+        assert f"Not caught by any gate: {b}" in g or b in g.split("Not caught by any gate:")[1]
+
+
+def test_schedule_is_exact(quick_results, sec, run_config):
+    from handbackprop.nn.schedule import cyclic_lr
+
+    s = sec["schedule"]
+    for model in run_config["final"]["models"]:
+        m = read(quick_results / "final" / model / f"seed{run_config['final']['seeds'][0]}" / "metrics.json")
+        tc = m["train_config"]
+        assert f"{model} {tc['eta_min']} {tc['eta_max']} {m['n_s']} {m['steps']}" in s
+        hist = (quick_results / "final" / model / f"seed{run_config['final']['seeds'][0]}" / "history.csv")
+        lines = [line.split(",") for line in hist.read_text().splitlines()]
+        col = {k: i for i, k in enumerate(lines[0])}
+        for row in lines[1:]:
+            step = int(float(row[col["step"]]))
+            if step < m["steps"]:
+                assert cyclic_lr(step, tc["eta_min"], tc["eta_max"], m["n_s"]) == pytest.approx(float(row[col["eta"]]),
+                                                                                               abs=1e-15)
+
+
+def test_searches_section(quick_results, sec, run_config):
+    s = sec["searches"]
+    for model in run_config["search"]["models"]:
+        fine = read(quick_results / "search" / model / "fine.json")
+        assert f"{model}: chosen λ = {lam(fine['best']['lambda'])} (validation accuracy " \
+               f"{pct(fine['best']['val_accuracy'])})" in s
+        for stage in ("coarse", "fine"):
+            t = read(quick_results / "search" / model / f"{stage}.json")
+            for r in t["rows"]:
+                assert f"{lam(r['lambda'])} {r['log10_lambda']:.3f} {pct(r['val_accuracy'])}" in s
+        # The final runs used that lambda.
+        assert read(quick_results / "final" / model / "summary.json")["lambda"] == fine["best"]["lambda"] \
+            if model in run_config["final"]["models"] else True
+
+
+def test_final_and_bonus_sections(quick_results, sec, page, run_config):
+    f = sec["final"]
+    for model in run_config["final"]["models"]:
+        for seed in run_config["final"]["seeds"]:
+            m = read(quick_results / "final" / model / f"seed{seed}" / "metrics.json")
+            assert (f"{seed} {lam(m['lambda'])} {m['steps']} {pct(m['train_accuracy'])} {pct(m['val_accuracy'])} "
+                    f"{pct(m['test_accuracy'])}") in f
+    assert 'alt="weights linear"' in page  # the linear model's weight images
+    b = sec["bonus"]
+    for r in read(quick_results / "bonus" / "ablation.json")["rows"]:
+        assert f"{r['variant']} {pm(r['test_accuracy_mean'], r['test_accuracy_std'])}" in b
+    avl = read(quick_results / "bonus" / "aug_vs_lambda.json")
+    assert text_of(htmllib.escape(avl["shift"]["statement"])) in b
+
+
+def test_provenance_section(quick_results, sec, run_config):
+    p = sec["provenance"]
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if commit.returncode == 0:
+        assert commit.stdout.strip() in p
+        assert "dirty" in p or "clean" in p
+    assert read(quick_results / "data" / "download.json")["md5"] in p
+    assert "numpy" in p and "matplotlib" in p and "logical cores" in p
+    tsvs = list((quick_results / "benchmarks").glob("**/*.tsv"))
+    jobs = sum(len(t.read_text().strip().splitlines()) - 1 for t in tsvs)
+    assert re.search(rf"\ball {jobs} ", p)
+    assert "gate_gradcheck" in p and "peak RSS (MB)" in p
+    assert run_config["results"] == "results/quick"
+
+
+def test_html_is_self_contained(page):
+    imgs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(imgs) >= 15
+    for uri in imgs:
+        w, h = png_size(uri)
+        assert w > 50 and h > 50
+    assert not re.search(r'(?:src|href)="(?!data:|#)', page)  # no external file or request
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+
+
+def test_no_git_checkout_is_reported_gracefully(tmp_path):
+    assert collect_git(tmp_path) == {"available": False, "commit": None, "dirty": None, "changed": []}
+
+
+def test_builds_without_bonus_outputs(quick_results, run_config, tmp_path):
+    cfg = {**run_config, "bonus": {}}
+    out = tmp_path / "report"
+    build_report(quick_results, cfg, out / "report.html", out / "report.md", log=lambda *a: None)
+    page = (out / "report.html").read_text()
+    assert "bonus" not in sections(page) and "## Bonus experiments" not in (out / "report.md").read_text()
+    assert "summary" in sections(page)
+
+
+# ------------------------------------------------------------------------------ rerun
+def test_rerunning_only_the_report_is_fast_and_reruns_nothing_else(quick_run, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(quick_run, work, symlinks=True)  # mtimes kept; the shared run stays untouched
+    report = work / "results" / "quick" / "report" / "report.html"
+    before = report.stat().st_mtime_ns
+    upstream = {p: p.stat().st_mtime_ns for p in (work / "results" / "quick").glob("**/*")
+                if p.is_file() and "report" not in p.parts and "logs" not in p.parts
+                and ".snakemake" not in p.parts}
+    t0 = time.monotonic()
+    proc = snakemake(work, "--forcerun", "report", "--until", "report")
+    elapsed = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    ran = set(re.findall(r"^\s*(?:local)?rule (\w+):", log, re.M))
+    assert ran == {"report"}, log[-3000:]
+    assert report.stat().st_mtime_ns > before
+    assert {p: p.stat().st_mtime_ns for p in upstream} == upstream
+    assert elapsed < 120, f"report-only rerun took {elapsed:.0f} s"
+    took = re.search(r"figures ([\d.]+) s", (work / "results" / "quick" / "logs" / "report.log").read_text())
+    assert took and float(took.group(1)) < 60
+
+
+# ------------------------------------------------------------------------------ browser
+def _chromium():
+    for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if c and os.path.exists(c):
+            return c
+    return None
+
+
+class CDP:
+    """Chrome DevTools Protocol over --remote-debugging-pipe (fd 3: commands in, fd 4: replies out,
+    NUL-terminated JSON): no websocket client needed."""
+
+    def __init__(self, binary, profile):
+        to_chrome_r, self._w = os.pipe()
+        self._r, from_chrome_w = os.pipe()
+        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1600",
+                f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+        # The shell moves our pipe ends onto fds 3 and 4, then becomes Chromium.
+        cmd = f'exec "$@" 3<&{to_chrome_r} 4>&{from_chrome_w} {to_chrome_r}<&- {from_chrome_w}>&-'
+        self.proc = subprocess.Popen(["sh", "-c", cmd, "sh", *args], pass_fds=(to_chrome_r, from_chrome_w),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._id = 0
+        self.events: list[dict] = []
+        self._replies: dict[int, dict] = {}
+        self._cv = threading.Condition()
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _reader(self):
+        buf = b""
+        with os.fdopen(self._r, "rb", buffering=0) as fh:
+            while chunk := fh.read(65536):
+                buf += chunk
+                while b"\0" in buf:
+                    raw, buf = buf.split(b"\0", 1)
+                    msg = json.loads(raw)
+                    with self._cv:
+                        if "id" in msg:
+                            self._replies[msg["id"]] = msg
+                        else:
+                            self.events.append(msg)
+                        self._cv.notify_all()
+
+    def send(self, method, params=None, session=None, timeout=30):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._w, json.dumps(msg).encode() + b"\0")
+        with self._cv:
+            if not self._cv.wait_for(lambda: self._id in self._replies, timeout):
+                raise TimeoutError(method)
+            reply = self._replies.pop(self._id)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def wait_event(self, method, session, timeout=30):
+        with self._cv:
+            ok = self._cv.wait_for(lambda: any(e["method"] == method and e.get("sessionId") == session
+                                               for e in self.events), timeout)
+        if not ok:
+            raise TimeoutError(method)
+
+    def close(self):
+        try:
+            self.send("Browser.close", timeout=5)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._w)
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(quick_results, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("chromium not installed")
+    report = quick_results / "report" / "report.html"
+    cdp = CDP(binary, tmp_path / "profile")
+    try:
+        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        sid = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            cdp.send(f"{domain}.enable", session=sid)
+        cdp.send("Emulation.setDeviceMetricsOverride",
+                 {"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": False}, session=sid)
+        cdp.send("Page.navigate", {"url": report.as_uri()}, session=sid)
+        cdp.wait_event("Page.loadEventFired", sid)
+        result = cdp.send("Runtime.evaluate", {
+            "expression": "Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null)))"
+                          ".then(() => Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]))",
+            "awaitPromise": True, "returnByValue": True}, session=sid)["result"]["value"]
+        shot = cdp.send("Page.captureScreenshot", {"format": "png"}, session=sid)["data"]
+        metrics = cdp.send("Page.getLayoutMetrics", session=sid)["cssContentSize"]
+        full = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
+            "x": 0, "y": 0, "width": 1280, "height": min(metrics["height"], 16000), "scale": 0.5}},
+            session=sid)["data"]
+        time.sleep(0.2)  # let late console events arrive
+    finally:
+        cdp.close()
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "report.png").write_bytes(base64.b64decode(shot))
+    (artifacts / "report-full.png").write_bytes(base64.b64decode(full))
+
+    assert len(result) >= 15
+    broken = [alt for alt, complete, width in result if not complete or width <= 0]
+    assert not broken, broken
+    errors = [e for e in cdp.events
+              if (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+              or e["method"] == "Runtime.exceptionThrown"
+              or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+    assert not errors, errors

@@ -1,0 +1,219 @@
+"""The workflow on a real SLURM cluster gives, bit for bit, what it gives locally.
+
+Run by tests/slurm/run_slurm_test.sh, which brings up a single-node SLURM and sets SLURM_CONF;
+`pytest -m slurm` alone skips unless `sinfo` reaches a cluster with an idle node.
+
+A subset of the quick profile runs through profiles/slurm -- data, the three gates, the linear
+model's coarse and fine lambda searches, its final runs and their summary (19 jobs) -- and the
+same targets run locally with --cores 2. Every output file is then compared:
+
+* JSON: equal after canonical re-serialisation (floats compared through their exact repr);
+* CSV, Markdown, .md5, tarballs: byte-identical text/bytes (except the excluded CSV column);
+* .npy/.npz: every array with the same name, dtype, shape and bytes.
+
+Excluded, because they legitimately differ between two runs of the same code and data:
+
+* the wall-clock timings -- JSON keys ``seconds`` (runs, search rows, final summaries),
+  ``elapsed_s`` (preprocessing stats) and ``seconds_mean``; the search tables' ``seconds``
+  CSV column;
+* the absolute working directory, which appears in ``url`` (download.json) and ``source``
+  (stats.json) as a file:// URL: it is replaced by a placeholder, the rest of the string is
+  still compared;
+* logs/ and benchmarks/ (timings, process ids, engine messages).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+QUICK = REPO / "config" / "quick.yaml"
+
+PROFILE = REPO / "profiles" / "slurm"
+RESULTS = Path("results") / "quick"
+TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
+# The rules those targets pull in; each must have run as a SLURM job.
+EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "gate_gradcheck", "gate_overfit",
+                  "gate_trajectory", "coarse_run", "coarse_table", "fine_run", "fine_table",
+                  "final_run", "final_summary"}
+TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean"}
+TIMING_COLUMNS = {"seconds"}
+SKIP_DIRS = {"logs", "benchmarks"}
+
+
+def _cluster_ready() -> str | None:
+    """None if sinfo reaches a cluster with an idle node, else why not."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "SLURM client commands not installed"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        return f"sinfo failed: {proc.stderr.strip()}"
+    if "idle" not in proc.stdout.split():
+        return f"no idle node (sinfo: {proc.stdout.split()})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    why = _cluster_ready()
+    if why:
+        if os.environ.get("HANDBACKPROP_SLURM_REQUIRED") == "1":
+            pytest.fail(f"SLURM cluster not usable: {why}")
+        pytest.skip(f"SLURM cluster not usable: {why} (run tests/slurm/run_slurm_test.sh)")
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The targets through profiles/slurm; returns (workdir, snakemake's stderr)."""
+    workdir = tmp_path_factory.mktemp("slurm_run")
+    cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--profile", str(PROFILE),
+           # This test cluster has no accounting database: sacct cannot report job states.
+           "--slurm-status-command", "squeue",
+           "--slurm-init-seconds-before-status-checks", "3",
+           "--slurm-keep-successful-logs",  # the evidence checked below
+           "--configfile", str(QUICK)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    print(f"SLURM run: {time.monotonic() - started:.0f} s")
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}"
+                         for p in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")))
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}\n{logs[-8000:]}")
+    return workdir, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The same targets and config on this machine's local executor."""
+    workdir = tmp_path_factory.mktemp("local_run")
+    cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(QUICK)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    print(f"local run: {time.monotonic() - started:.0f} s")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-6000:]}"
+    return workdir
+
+
+def test_jobs_ran_under_slurm(slurm_run):
+    workdir, log = slurm_run
+    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
+    assert len(submitted) == 19, f"expected 19 SLURM submissions, saw {len(submitted)}:\n{log[-3000:]}"
+    assert "Rule: " in log and "localrule" not in log, "a job ran on the submitting host"
+    slurm_ids = set(submitted.values())
+    assert len(slurm_ids) == len(submitted), "two jobs share a SLURM job id"
+
+    # The plugin writes one log per SLURM job: .snakemake/slurm_logs/rule_<rule>/<wc>/<id>.log
+    logdir = workdir / ".snakemake" / "slurm_logs"
+    logs = {p.stem: p for p in logdir.rglob("*.log")}
+    assert slurm_ids <= set(logs), f"SLURM jobs without a log: {sorted(slurm_ids - set(logs))}"
+    rules = {p.relative_to(logdir).parts[0].removeprefix("rule_") for p in logs.values()}
+    assert rules == EXPECTED_RULES
+    for jid in slurm_ids:
+        text = logs[jid].read_text()
+        assert "Finished jobid" in text or "steps (100%) done" in text, \
+            f"SLURM job {jid} log does not show the job finishing:\n{text[-2000:]}"
+
+    # And slurmctld itself records each of them as completed with exit code 0.
+    for jid in slurm_ids:
+        out = subprocess.run(["scontrol", "-o", "show", "job", jid], capture_output=True,
+                             text=True, timeout=30).stdout
+        assert "JobState=COMPLETED" in out and "ExitCode=0:0" in out, out
+
+
+# ----------------------------------------------------------------------------- comparison
+def _canonical_json(obj, workdir: str):
+    if isinstance(obj, dict):
+        return {k: _canonical_json(v, workdir) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [_canonical_json(v, workdir) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(workdir, "<WORKDIR>")
+    return obj
+
+
+def _json_text(path: Path, workdir: Path) -> str:
+    obj = _canonical_json(json.loads(path.read_text()), str(workdir.resolve()))
+    # repr-exact floats: equal text means bit-identical float64 values
+    return json.dumps(obj, sort_keys=True, indent=1, allow_nan=True)
+
+
+def _csv_text(path: Path) -> str:
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    keep = [i for i, name in enumerate(rows[0]) if name not in TIMING_COLUMNS] if rows else []
+    return "\n".join(",".join(r[i] for i in keep) for r in rows)
+
+
+def _arrays(path: Path) -> dict:
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        return {"": loaded}
+    with loaded:
+        return {k: loaded[k] for k in loaded.files}
+
+
+def _outputs(workdir: Path) -> dict[str, Path]:
+    root = workdir / RESULTS
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] not in SKIP_DIRS}
+
+
+def _difference(rel: str, a: Path, wa: Path, b: Path, wb: Path) -> str | None:
+    if rel.endswith(".json"):
+        ta, tb = _json_text(a, wa), _json_text(b, wb)
+        if ta != tb:
+            import difflib
+            diff = difflib.unified_diff(ta.splitlines(), tb.splitlines(), "local", "slurm",
+                                        lineterm="", n=1)
+            return "\n".join(list(diff)[:30])
+    elif rel.endswith(".csv"):
+        if _csv_text(a) != _csv_text(b):
+            return "CSV content differs"
+    elif rel.endswith((".npy", ".npz")):
+        xa, xb = _arrays(a), _arrays(b)
+        if xa.keys() != xb.keys():
+            return f"arrays {sorted(xa)} != {sorted(xb)}"
+        for k in xa:
+            u, v = xa[k], xb[k]
+            if u.dtype != v.dtype or u.shape != v.shape or u.tobytes() != v.tobytes():
+                n = int(np.sum(u != v)) if u.shape == v.shape else -1
+                return f"array {k!r}: {u.dtype}{u.shape} vs {v.dtype}{v.shape}, {n} values differ"
+    elif a.read_bytes() != b.read_bytes():  # .md tables, .md5, the synthetic tarballs
+        return "bytes differ"
+    return None
+
+
+def test_slurm_results_identical_to_local(slurm_run, local_run):
+    slurm_dir, _ = slurm_run
+    local = _outputs(local_run)
+    remote = _outputs(slurm_dir)
+    assert local.keys() == remote.keys(), \
+        f"only local: {sorted(local.keys() - remote.keys())}; only SLURM: {sorted(remote.keys() - local.keys())}"
+    kinds = {Path(r).suffix for r in local}
+    assert {".json", ".csv", ".npy", ".npz"} <= kinds
+    assert any(r.startswith("gates/") for r in local) and "search/linear/fine.json" in local
+    differences = {}
+    for rel in local:
+        d = _difference(rel, local[rel], local_run, remote[rel], slurm_dir)
+        if d:
+            differences[rel] = d
+    assert not differences, "SLURM results differ from the local run:\n" + "\n".join(
+        f"== {rel}\n{d}" for rel, d in differences.items())
+    print(f"{len(local)} output files identical (timings and the working directory excluded)")

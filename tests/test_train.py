@@ -1,0 +1,78 @@
+"""The training loop: determinism, records, divergence, ensembles, and the code-hash contract."""
+import json
+
+import numpy as np
+import pytest
+
+from handbackprop import stage
+from handbackprop.nn import code_hash
+from handbackprop.nn.network import build_network
+from handbackprop.nn.train import TrainConfig, TrainingDiverged, ensemble_metrics, record_steps, train
+
+
+def blobs(n=600, d=3072, seed=0):
+    """Class-dependent data a small net can learn."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, d))
+    y = rng.integers(0, 10, n)
+    X = (centres[y] + 3 * rng.normal(size=(n, d))).astype(np.float32)
+    return X, y
+
+
+def run(seed=0, **kw):
+    X, y = blobs()
+    net = build_network(3072, [20], dropout=kw.pop("dropout", 0.0), seed=seed)
+    cfg = TrainConfig(lam=1e-3, cycles=1, batch_size=50, seed=seed, **kw)
+    return net, train(net, X[:500], y[:500], X[500:], y[500:], cfg, log=lambda s: None)
+
+
+def test_same_seed_same_numbers_different_seed_different():
+    a, ra = run(seed=1, dropout=0.3, flip=True, max_shift=2)
+    b, rb = run(seed=1, dropout=0.3, flip=True, max_shift=2)
+    c, rc = run(seed=2, dropout=0.3, flip=True, max_shift=2)
+    assert ra.history == rb.history
+    np.testing.assert_array_equal(a.params["W1"], b.params["W1"])
+    assert not np.array_equal(a.params["W1"], c.params["W1"])
+
+
+def test_records_and_learning():
+    net, r = run()
+    assert r.n_s == 2 * (500 // 50)
+    assert r.steps == 2 * r.n_s
+    assert [h["step"] for h in r.history] == sorted(record_steps(r.steps, r.n_s, 10))
+    assert len(r.history) == 11  # 10 per cycle + the end
+    first, last = r.history[0], r.history[-1]
+    assert last["val_accuracy"] > 0.5 > first["val_accuracy"]
+    assert last["train_cost"] < first["train_cost"]
+    assert last["eta"] == pytest.approx(1e-5)
+    for key in ("train_loss", "train_cost", "train_accuracy", "val_loss", "val_cost", "val_accuracy", "eta"):
+        assert key in last
+
+
+def test_divergence_names_lambda_eta_and_step():
+    with pytest.raises(TrainingDiverged, match=r"step \d+.*lambda=0.001, eta=") as err:
+        run(eta_max=1e4)
+    assert "diverged" in str(err.value)
+
+
+def test_ensemble_averages_probabilities():
+    X, y = blobs()
+    nets = [build_network(3072, [20], seed=s) for s in (1, 2)]
+    m2, pred = ensemble_metrics(nets, X, y, 0.0)
+    p = (nets[0].predict_proba(X) + nets[1].predict_proba(X)) / 2
+    np.testing.assert_array_equal(pred, p.argmax(axis=1))
+    assert m2["accuracy"] == pytest.approx((p.argmax(axis=1) == y).mean())
+
+
+def test_training_refuses_code_the_gates_did_not_verify(tmp_path):
+    good = tmp_path / "g.json"
+    good.write_text(json.dumps({"passed": True, "code_hash": code_hash()}))
+    assert stage.require_verified([good]) == code_hash()
+    stale = tmp_path / "s.json"
+    stale.write_text(json.dumps({"passed": True, "code_hash": "0" * 64}))
+    with pytest.raises(stage.UnverifiedCode, match="not the code the gates verified"):
+        stage.require_verified([good, stale])
+    failed = tmp_path / "f.json"
+    failed.write_text(json.dumps({"passed": False, "failures": ["x"], "code_hash": code_hash()}))
+    with pytest.raises(stage.UnverifiedCode, match="records a failure"):
+        stage.require_verified([failed])
