@@ -77,39 +77,69 @@ def cluster():
         pytest.skip(f"SLURM cluster not usable: {why} (run tests/slurm/run_slurm_test.sh)")
 
 
-@pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    """The targets through profiles/slurm; returns (workdir, snakemake's stderr)."""
-    workdir = tmp_path_factory.mktemp("slurm_run")
-    cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--profile", str(PROFILE),
-           # This test cluster has no accounting database: sacct cannot report job states.
-           "--slurm-status-command", "squeue",
-           "--slurm-init-seconds-before-status-checks", "3",
-           "--slurm-keep-successful-logs",  # the evidence checked below
-           "--configfile", str(QUICK)]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    print(f"SLURM run: {time.monotonic() - started:.0f} s")
+def _start(cmd, workdir: Path):
+    """Popen with stdout/stderr in files next to the working directory (no pipe to fill)."""
+    out = open(workdir.with_suffix(".stdout"), "w+")
+    err = open(workdir.with_suffix(".stderr"), "w+")
+    return subprocess.Popen(cmd, stdout=out, stderr=err, text=True), out, err
+
+
+def _finish(proc, out, err, cmd, timeout, extra=""):
+    proc.wait(timeout=timeout)
+    out.seek(0), err.seek(0)
+    stdout, stderr = out.read(), err.read()
+    out.close(), err.close()
     if proc.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}"
-                         for p in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")))
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}\n{logs[-8000:]}")
-    return workdir, proc.stderr
+                             f"{stdout[-4000:]}\n{stderr[-8000:]}\n{extra()[-8000:] if extra else ''}")
+    return stderr
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    """The same targets and config on this machine's local executor."""
-    workdir = tmp_path_factory.mktemp("local_run")
-    cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(QUICK)]
+def runs(cluster, tmp_path_factory):
+    """The targets through profiles/slurm and, at the same time (from the same checkout, so the
+    same code), on the local executor with --cores 2. Returns (slurm workdir, its snakemake log,
+    local workdir)."""
+    slurm_dir = tmp_path_factory.mktemp("slurm_run")
+    local_dir = tmp_path_factory.mktemp("local_run")
+    common = [SNAKEMAKE, *TARGETS, "--snakefile", str(REPO / "Snakefile")]
+    slurm_cmd = [*common, "--directory", str(slurm_dir), "--profile", str(PROFILE),
+                 # This test cluster has no accounting database: sacct cannot report job states.
+                 "--slurm-status-command", "squeue",
+                 "--slurm-init-seconds-before-status-checks", "2",
+                 "--slurm-keep-successful-logs",  # the evidence checked below
+                 "--configfile", str(QUICK)]
+    local_cmd = [*common, "--directory", str(local_dir), "--cores", "2", "--configfile", str(QUICK)]
+
+    def slurm_logs():
+        return "\n".join(f"--- {p}\n{p.read_text()[-3000:]}"
+                         for p in sorted((slurm_dir / ".snakemake" / "slurm_logs").rglob("*.log")))
+
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    print(f"local run: {time.monotonic() - started:.0f} s")
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-6000:]}"
-    return workdir
+    slurm = _start(slurm_cmd, slurm_dir)
+    local = _start(local_cmd, local_dir)
+    try:
+        local_log = _finish(*local, local_cmd, timeout=600)
+        print(f"local run: {time.monotonic() - started:.0f} s")
+        slurm_log = _finish(*slurm, slurm_cmd, timeout=600, extra=slurm_logs)
+        print(f"SLURM run: {time.monotonic() - started:.0f} s")
+    finally:
+        for proc, _, _ in (slurm, local):
+            if proc.poll() is None:  # a timeout or a failure of the other run
+                proc.terminate()  # snakemake cancels its SLURM jobs on SIGTERM
+                proc.wait(timeout=60)
+    assert "Finished jobid" in local_log
+    return slurm_dir, slurm_log, local_dir
+
+
+@pytest.fixture(scope="module")
+def slurm_run(runs):
+    return runs[0], runs[1]
+
+
+@pytest.fixture(scope="module")
+def local_run(runs):
+    return runs[2]
 
 
 def test_jobs_ran_under_slurm(slurm_run):

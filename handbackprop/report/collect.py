@@ -280,23 +280,25 @@ def collect_benchmarks(R: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------- provenance
-def _git(repo: Path, *args) -> str | None:
+def _git(repo: Path, *args) -> tuple[str | None, str]:
+    """(stdout, "") on success, (None, why) otherwise."""
     try:
         p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return p.stdout.rstrip("\n") if p.returncode == 0 else None  # keep porcelain's leading columns
+    except (OSError, subprocess.SubprocessError) as e:
+        return None, str(e)
+    if p.returncode != 0:
+        return None, p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"git exited {p.returncode}"
+    return p.stdout.rstrip("\n"), ""  # keep porcelain's leading status columns
 
 
 def collect_git(repo: Path) -> dict:
-    commit = _git(repo, "rev-parse", "HEAD")
+    commit, why = _git(repo, "rev-parse", "HEAD")
     if commit is None:
-        return {"available": False, "commit": None, "dirty": None, "changed": []}
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no") or ""
-    changed = [line[3:] for line in status.splitlines() if line.strip()]
-    commit = commit.strip()
-    return {"available": True, "commit": commit, "short": commit[:12],
-            "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+        return {"available": False, "commit": None, "dirty": None, "changed": [], "reason": why}
+    status, _ = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
+    return {"available": True, "commit": commit.strip(), "short": commit.strip()[:12],
+            "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD")[0],
             "dirty": bool(changed), "changed": changed}
 
 

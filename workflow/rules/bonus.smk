@@ -1,35 +1,5 @@
 # Bonus experiments: the ablation of each improvement, and augmentation against lambda.
 
-BONUS = config.get("bonus", {})
-ABL = BONUS.get("ablation")
-AVL = BONUS.get("aug_vs_lambda")
-
-
-def ablation_variants():
-    """Each improvement switched off in turn, and all off; 'all' is the final runs themselves."""
-    m = config["models"][ABL["model"]] if ABL else {}
-    variants = {}
-    if max(m.get("hidden") or [0]) > 50:
-        variants["no_width"] = {"hidden": [50]}
-    if m.get("dropout", 0.0) > 0:
-        variants["no_dropout"] = {"dropout": 0.0}
-    if m.get("flip") or m.get("max_shift"):
-        variants["no_augmentation"] = {"flip": False, "max_shift": 0}
-    if m.get("optimizer", "sgd") != "sgd":
-        variants["no_momentum"] = {"optimizer": "sgd"}
-    all_off = {}
-    for v in variants.values():
-        all_off.update(v)
-    variants["all_off"] = all_off
-    return variants
-
-
-def ablation_runs(wildcards=None):
-    runs = [f"{R}/final/{ABL['model']}/seed{s}/metrics.json" for s in ABL["seeds"]]
-    runs += [f"{R}/bonus/ablation/{v}/seed{s}/metrics.json"
-             for v in ablation_variants() for s in ABL["seeds"]]
-    return runs
-
 
 rule ablation_run:
     input:

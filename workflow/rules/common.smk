@@ -101,3 +101,66 @@ def bonus_targets():
 
 def all_targets():
     return [f"{R}/report/report.html", f"{R}/report/report.md"]
+
+
+SYNTH = config["data"]["synthetic"]
+SYNTH_TARBALL = f"{R}/source/cifar-10-synthetic.tar.gz"
+SYNTH_MD5 = f"{R}/source/cifar-10-synthetic.tar.gz.md5"
+COARSE = config["search"]["coarse"]
+FINE = config["search"]["fine"]
+FINAL = config["final"]
+BONUS = config.get("bonus", {})
+ABL = BONUS.get("ablation")
+AVL = BONUS.get("aug_vs_lambda")
+
+
+def download_inputs(wildcards):
+    if SYNTH:
+        return {"source": SYNTH_TARBALL, "md5_file": SYNTH_MD5}
+    return {"md5_file": config["data"]["md5_file"]} if config["data"]["md5_file"] else {}
+
+
+def gate_settings(gate):
+    return config["gates"][gate]
+
+
+def bug_table_settings():
+    g, b = config["gates"], config["gates"]["bug_table"]
+    return {
+        "gradcheck": {**g["gradcheck"], "n_images": b["n_images"], "fd_coords": 5},
+        "overfit": {**g["overfit"], "steps": b["overfit_steps"],
+                    "variants": {"two_layer": {"hidden": [50]}}},
+        "trajectory": {**g["trajectory"],
+                       "variants": {k: v for k, v in g["trajectory"]["variants"].items()
+                                    if v.get("optimizer", "sgd") == "sgd"}},
+    }
+
+
+def search_run(stage, model, i):
+    return f"{R}/search/{model}/{stage}/{i}/metrics.json"
+
+
+def ablation_variants():
+    """Each improvement switched off in turn, and all off; 'all' is the final runs themselves."""
+    m = config["models"][ABL["model"]] if ABL else {}
+    variants = {}
+    if max(m.get("hidden") or [0]) > 50:
+        variants["no_width"] = {"hidden": [50]}
+    if m.get("dropout", 0.0) > 0:
+        variants["no_dropout"] = {"dropout": 0.0}
+    if m.get("flip") or m.get("max_shift"):
+        variants["no_augmentation"] = {"flip": False, "max_shift": 0}
+    if m.get("optimizer", "sgd") != "sgd":
+        variants["no_momentum"] = {"optimizer": "sgd"}
+    all_off = {}
+    for v in variants.values():
+        all_off.update(v)
+    variants["all_off"] = all_off
+    return variants
+
+
+def ablation_runs(wildcards=None):
+    runs = [f"{R}/final/{ABL['model']}/seed{s}/metrics.json" for s in ABL["seeds"]]
+    runs += [f"{R}/bonus/ablation/{v}/seed{s}/metrics.json"
+             for v in ablation_variants() for s in ABL["seeds"]]
+    return runs

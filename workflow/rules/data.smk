@@ -1,17 +1,7 @@
-SYNTH = config["data"]["synthetic"]
-SYNTH_TARBALL = f"{R}/source/cifar-10-synthetic.tar.gz"
-
-
-def download_inputs(wildcards):
-    if SYNTH:
-        return {"source": SYNTH_TARBALL, "md5_file": SYNTH_TARBALL + ".md5"}
-    return {"md5_file": config["data"]["md5_file"]} if config["data"]["md5_file"] else {}
-
-
 rule make_synthetic:
     output:
         tarball=SYNTH_TARBALL,
-        md5=SYNTH_TARBALL + ".md5",
+        md5=SYNTH_MD5,
     params:
         per_class_train=SYNTH["per_class_train"] if SYNTH else 0,
         per_class_test=SYNTH["per_class_test"] if SYNTH else 0,

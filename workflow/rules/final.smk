@@ -1,7 +1,5 @@
 # Final runs: the fine search's best lambda, all but n_val training images, test set scored.
 
-FINAL = config["final"]
-
 
 rule final_run:
     priority: 10

@@ -2,22 +2,6 @@
 # DAG when a figure is over its threshold. Training rules take their evidence as input.
 
 
-def gate_settings(gate):
-    return config["gates"][gate]
-
-
-def bug_table_settings():
-    g, b = config["gates"], config["gates"]["bug_table"]
-    return {
-        "gradcheck": {**g["gradcheck"], "n_images": b["n_images"], "fd_coords": 5},
-        "overfit": {**g["overfit"], "steps": b["overfit_steps"],
-                    "variants": {"two_layer": {"hidden": [50]}}},
-        "trajectory": {**g["trajectory"],
-                       "variants": {k: v for k, v in g["trajectory"]["variants"].items()
-                                    if v.get("optimizer", "sgd") == "sgd"}},
-    }
-
-
 rule gate_gradcheck:
     input:
         split_files("search"),

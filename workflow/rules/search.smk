@@ -1,13 +1,6 @@
 # Coarse then fine lambda search, one job per lambda and model. The fine grid is computed from
 # the coarse table at run time (a data-dependent input), so the DAG depends on the coarse result.
 
-COARSE = config["search"]["coarse"]
-FINE = config["search"]["fine"]
-
-
-def search_run(stage, model, i):
-    return f"{R}/search/{model}/{stage}/{i}/metrics.json"
-
 
 rule coarse_run:
     priority: 10

@@ -1,0 +1,125 @@
+"""The quick profile end to end, and rerunning exactly what a change affects (dry runs)."""
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import QUICK, copy_repo, planned_jobs, snakemake
+
+GATES = {"gate_gradcheck", "gate_overfit", "gate_trajectory"}
+
+
+def overlay(tmp_path, data):
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return (QUICK, path)
+
+
+def test_quick_profile_produces_every_stage(quick_results):
+    r = quick_results
+    for gate in ("gradcheck", "overfit", "trajectory"):
+        ev = json.loads((r / "gates" / f"{gate}.json").read_text())
+        assert ev["passed"]
+    hashes = {json.loads((r / "gates" / f"{g}.json").read_text())["code_hash"]
+              for g in ("gradcheck", "overfit", "trajectory")}
+    assert len(hashes) == 1
+    for model in ("linear", "mlp50", "bonus"):
+        coarse = json.loads((r / "search" / model / "coarse.json").read_text())
+        fine = json.loads((r / "search" / model / "fine.json").read_text())
+        # the fine grid is centred on the coarse winner, within the coarse range
+        centre = coarse["best"]["log10_lambda"]
+        fine_l = [row["log10_lambda"] for row in fine["rows"]]
+        assert min(fine_l) <= centre + 1e-9 and max(fine_l) >= centre - 1e-9
+        summary = json.loads((r / "final" / model / "summary.json").read_text())
+        assert summary["lambda"] == pytest.approx(fine["best"]["lambda"])
+        assert summary["code_hash"] in hashes
+        assert summary["test_accuracy_mean"] > 0.3  # the synthetic classes are learnable
+        run = json.loads((r / "final" / model / "seed1" / "metrics.json").read_text())
+        assert sum(map(sum, run["confusion"])) == 200  # every test image scored once
+    assert "ensemble" in json.loads((r / "final" / "bonus" / "summary.json").read_text())
+    abl = json.loads((r / "bonus" / "ablation.json").read_text())
+    assert {"all", "all + ensemble", "all_off", "no_dropout", "no_augmentation"} <= {
+        row["variant"] for row in abl["rows"]}
+    avl = json.loads((r / "bonus" / "aug_vs_lambda.json").read_text())
+    assert avl["shift"]["verdict"] in {"smaller", "larger", "no clear shift"}
+    bugs = json.loads((r / "gates" / "bug_table.json").read_text())
+    assert len(bugs["rows"]) >= 9
+
+
+def test_second_run_does_nothing(quick_run):
+    proc = snakemake(quick_run, "-n")
+    assert planned_jobs(proc) == {}
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_forcerun_fine_search_reruns_fine_and_after_only(quick_run):
+    jobs = planned_jobs(snakemake(quick_run, "-n", "--forcerun", "fine_run"))
+    assert {"fine_run", "fine_table", "final_run", "final_summary", "report"} <= set(jobs)
+    assert not (GATES | {"coarse_run", "coarse_table", "download", "preprocess"}) & set(jobs)
+
+
+def test_changing_coarse_range_reruns_search_not_gates(quick_run, tmp_path):
+    jobs = planned_jobs(snakemake(quick_run, "-n", configfiles=overlay(
+        tmp_path, {"search": {"coarse": {"l_min": -4.5}}})))
+    assert {"coarse_run", "coarse_table", "fine_run", "final_run"} <= set(jobs)
+    assert not (GATES | {"download", "preprocess", "aug_lambda_run"}) & set(jobs)
+
+
+def test_changing_validation_size_reruns_preprocess_not_download(quick_run, tmp_path):
+    jobs = planned_jobs(snakemake(quick_run, "-n", configfiles=overlay(
+        tmp_path, {"data": {"splits": {"final": {"n_val": 120, "seed": 1}}}})))
+    assert jobs.get("preprocess") == 1  # the final split only
+    assert "final_run" in jobs
+    assert not ({"download", "make_synthetic", "coarse_run"} | GATES) & set(jobs)
+
+
+def test_editing_the_model_package_reruns_gates_and_everything_after(quick_run):
+    layers = quick_run / "handbackprop" / "nn" / "layers.py"
+    before = layers.stat()
+    try:
+        os.utime(layers, (time.time() + 5, time.time() + 5))
+        jobs = planned_jobs(snakemake(quick_run, "-n"))
+    finally:
+        os.utime(layers, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert GATES | {"gate_bug_table", "coarse_run", "fine_run", "final_run", "report"} <= set(jobs)
+    assert not {"download", "preprocess", "make_synthetic"} & set(jobs)
+
+
+PLANTED = {
+    # gate that must fail -> (file, correct line, buggy line)
+    "gradcheck": ("handbackprop/nn/layers.py", "return dout * (out > 0)", "return dout * (out >= 0)"),
+    "overfit": ("handbackprop/nn/train.py", "return np.asarray(X[idx], dtype=dtype), y[idx]",
+                "return np.asarray(X[idx], dtype=dtype), y[np.roll(idx, 1)]"),
+    "trajectory": ("handbackprop/nn/schedule.py", "t = np.asarray(step) % (2 * n_s)",
+                   "t = (np.asarray(step) + 1) % (2 * n_s)"),
+}
+
+
+@pytest.fixture(scope="module")
+def bug_repo(tmp_path_factory):
+    return copy_repo(tmp_path_factory.mktemp("bug_repo"))
+
+
+@pytest.mark.parametrize("gate", ["gradcheck", "overfit", "trajectory"])
+def test_planted_bug_fails_the_dag_and_nothing_downstream_runs(bug_repo, gate):
+    rel, good, bad = PLANTED[gate]
+    path = bug_repo / rel
+    source = path.read_text()
+    assert good in source
+    path.write_text(source.replace(good, bad))
+    try:
+        proc = snakemake(bug_repo, "--omit-from", "gate_bug_table", check=False)
+    finally:
+        path.write_text(source)
+    results = bug_repo / "results" / "quick"
+    assert proc.returncode != 0
+    log = (results / "logs" / f"gate_{gate}.log").read_text()
+    assert f"{gate} gate failed" in log
+    assert not (results / "gates" / f"{gate}.json").exists()
+    assert not (results / "search").exists() and not (results / "final").exists()
+    assert not list(results.glob("search/*/coarse/*/metrics.json"))
+    if gate == "gradcheck":
+        assert "W1" in log and "max_rel" in log
