@@ -106,7 +106,7 @@ def runs(cluster, tmp_path_factory):
     slurm_cmd = [*common, "--directory", str(slurm_dir), "--profile", str(PROFILE),
                  # This test cluster has no accounting database: sacct cannot report job states.
                  "--slurm-status-command", "squeue",
-                 "--slurm-init-seconds-before-status-checks", "2",
+                 "--slurm-init-seconds-before-status-checks", "5",  # see docs/cluster.md
                  "--slurm-keep-successful-logs",  # the evidence checked below
                  "--configfile", str(QUICK)]
     local_cmd = [*common, "--directory", str(local_dir), "--cores", "2", "--configfile", str(QUICK)]

@@ -34,8 +34,8 @@ _orig_cyclic_lr = schedule.cyclic_lr
 _orig_init = network.Network.init_params
 
 
-def _bias_not_summed(dout, cache):
-    dx, dW, _ = _orig_affine_backward(dout, cache)
+def _bias_not_summed(dout, cache, need_dx=True):
+    dx, dW, _ = _orig_affine_backward(dout, cache, need_dx)
     return dx, dW, dout[0].copy()
 
 

@@ -21,10 +21,14 @@ def affine_forward(x, W, b):
     return out, (x, W)
 
 
-def affine_backward(dout, cache):
-    """dout (N, D_out) -> dx (N, D_in), dW (D_in, D_out), db (D_out,)."""
+def affine_backward(dout, cache, need_dx=True):
+    """dout (N, D_out) -> dx (N, D_in) or None, dW (D_in, D_out), db (D_out,).
+
+    The first layer's dx (a gradient with respect to the images) is never
+    used; skipping it saves one of the step's three large GEMMs.
+    """
     x, W = cache
-    dx = dout @ W.T  # (N, D_in)
+    dx = dout @ W.T if need_dx else None  # (N, D_in)
     dW = x.T @ dout  # (D_in, D_out)
     db = dout.sum(axis=0)  # (D_out,): every sample adds to the same bias
     return dx, dW, db

@@ -99,8 +99,9 @@ class Network:
                 if drop_cache is not None:
                     dh = layers.dropout_backward(dh, drop_cache)
                 dh = layers.relu_backward(dh, relu_cache)
-            dh, dW, db = layers.affine_backward(dh, affine_cache)
-            grads[f"W{i}"] = dW + layers.l2_grad(self.params[f"W{i}"], lam)
+            dh, dW, db = layers.affine_backward(dh, affine_cache, need_dx=i > 1)
+            dW += layers.l2_grad(self.params[f"W{i}"], lam)
+            grads[f"W{i}"] = dW
             grads[f"b{i}"] = db
         return grads
 
