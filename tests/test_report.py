@@ -1,6 +1,7 @@
 """The final report: every section present, every number matching the output it comes from, a fast
 report-only rerun, a build without the bonus outputs, and a headless-Chromium check of the HTML."""
 import base64
+import fcntl
 import html as htmllib
 import json
 import os
@@ -8,6 +9,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -265,20 +267,29 @@ def _chromium():
     return None
 
 
+def _high_fd(fd: int) -> int:
+    """``fd`` moved to a number >= 10, so moving the pipe ends onto 3 and 4 cannot clobber one."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 class CDP:
     """Chrome DevTools Protocol over --remote-debugging-pipe (fd 3: commands in, fd 4: replies out,
     NUL-terminated JSON): no websocket client needed."""
 
     def __init__(self, binary, profile):
-        to_chrome_r, self._w = os.pipe()
-        self._r, from_chrome_w = os.pipe()
+        to_chrome_r, self._w = map(_high_fd, os.pipe())
+        self._r, from_chrome_w = map(_high_fd, os.pipe())
         args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,1600",
                 f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
-        # The shell moves our pipe ends onto fds 3 and 4, then becomes Chromium.
-        cmd = f'exec "$@" 3<&{to_chrome_r} 4>&{from_chrome_w} {to_chrome_r}<&- {from_chrome_w}>&-'
-        self.proc = subprocess.Popen(["sh", "-c", cmd, "sh", *args], pass_fds=(to_chrome_r, from_chrome_w),
+        # A tiny Python shim moves our pipe ends onto fds 3 and 4, then becomes Chromium.
+        shim = ("import os, sys; r, w = int(sys.argv[1]), int(sys.argv[2]); os.dup2(r, 3); os.dup2(w, 4); "
+                "os.close(r); os.close(w); os.execv(sys.argv[3], sys.argv[3:])")
+        self.proc = subprocess.Popen([sys.executable, "-c", shim, str(to_chrome_r), str(from_chrome_w), *args],
+                                     pass_fds=(to_chrome_r, from_chrome_w),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_chrome_r)
         os.close(from_chrome_w)

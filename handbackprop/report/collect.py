@@ -287,7 +287,8 @@ def _git(repo: Path, *args) -> tuple[str | None, str]:
     except (OSError, subprocess.SubprocessError) as e:
         return None, str(e)
     if p.returncode != 0:
-        return None, p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"git exited {p.returncode}"
+        why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"git exited {p.returncode}"
+        return None, f"{why} (in {repo})"
     return p.stdout.rstrip("\n"), ""  # keep porcelain's leading status columns
 
 
