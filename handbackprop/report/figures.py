@@ -208,7 +208,7 @@ def schedules(finals: list[dict]) -> str:
     for i, f in enumerate(finals):
         r = f["runs"][0]
         s = r["schedule"]
-        ax.plot(s["step"], s["eta"], color=f"C{i}",
+        ax.plot(s["step"], s["eta"], color=f"C{i}", ls=["-", "--", ":", "-."][i % 4],
                 label=f"{f['model']}: n_s={s['n_s']}, {s['steps']} steps (exact)")
         h = r["history"]
         if "eta" in h:
@@ -328,7 +328,7 @@ def aug_vs_lambda(av: dict) -> str:
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
            title="Augmentation vs λ (thin: single seeds)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_uri(fig)
 
 
