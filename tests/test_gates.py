@@ -17,20 +17,22 @@ SETTINGS = {
                    "variants": {"two_layer": {"hidden": [30]}}},
 }
 
-# bug -> the gates that must catch it (and, by omission, those that must not).
+# bug -> (gates that must catch it, gates that cannot). Gates outside both sets may or may not,
+# depending on data and budgets (a 100x-too-large step can still memorise 100 images).
+TRAINING_LOOP_ONLY = {"gradcheck"}  # gradcheck never runs an update, a schedule or a batch order
 EXPECTED = {
-    "relu_derivative_wrong": {"gradcheck", "trajectory"},
-    "l2_grad_missing_factor_2": {"gradcheck", "trajectory"},
-    "l2_grad_added_twice": {"gradcheck", "trajectory"},
-    "bias_grad_not_summed": {"gradcheck", "trajectory"},
-    "dropout_mask_missing_in_backward": {"gradcheck"},
-    "loss_summed_not_averaged": {"gradcheck", "trajectory"},
-    "labels_out_of_step": {"overfit", "trajectory"},
-    "learning_rate_not_applied": {"trajectory", "overfit"},
-    "schedule_off_by_one_step": {"trajectory"},
-    "schedule_half_cycle_phase": {"trajectory"},
-    "init_scale_100x": {"overfit"},
-    "dropout_not_inverted": set(),
+    "relu_derivative_wrong": ({"gradcheck", "trajectory"}, set()),
+    "l2_grad_missing_factor_2": ({"gradcheck", "trajectory"}, {"overfit"}),  # overfit has lambda = 0
+    "l2_grad_added_twice": ({"gradcheck", "trajectory"}, {"overfit"}),
+    "bias_grad_not_summed": ({"gradcheck", "trajectory"}, set()),
+    "dropout_mask_missing_in_backward": ({"gradcheck"}, {"overfit", "trajectory"}),  # no dropout there
+    "loss_summed_not_averaged": ({"gradcheck", "trajectory"}, set()),
+    "labels_out_of_step": ({"overfit", "trajectory"}, TRAINING_LOOP_ONLY),
+    "learning_rate_not_applied": ({"trajectory"}, TRAINING_LOOP_ONLY),
+    "schedule_off_by_one_step": ({"trajectory"}, TRAINING_LOOP_ONLY),
+    "schedule_half_cycle_phase": ({"trajectory"}, TRAINING_LOOP_ONLY),
+    "init_scale_100x": ({"overfit"}, {"gradcheck", "trajectory"}),  # both draw or share their start
+    "dropout_not_inverted": (set(), {"gradcheck", "overfit", "trajectory"}),
 }
 
 
@@ -68,11 +70,18 @@ def test_correct_code_row_passes(table):
 
 
 @pytest.mark.parametrize("bug", sorted(EXPECTED))
-def test_each_bug_is_caught_by_exactly_the_expected_gates(table, bug):
-    row = table[bug]
-    assert set(row["caught_by"]) == EXPECTED[bug], row
-    if not EXPECTED[bug]:
-        assert row["note"], "an uncaught bug must say why"
+def test_each_bug_is_caught_by_the_gates_built_for_it(table, bug):
+    must, cannot = EXPECTED[bug]
+    caught = set(table[bug]["caught_by"])
+    assert must <= caught, table[bug]
+    assert not cannot & caught, table[bug]
+    if not caught:
+        assert table[bug]["note"], "an uncaught bug must say why"
+
+
+def test_every_bug_but_the_documented_one_is_caught(table):
+    uncaught = {b for b, row in table.items() if not row["caught_by"]}
+    assert uncaught == {"(none: correct code)", "dropout_not_inverted"}
 
 
 def test_failure_messages_name_variant_parameter_and_figure(table):
