@@ -34,6 +34,7 @@ rule final_run:
 
 
 rule final_summary:
+    priority: 10
     input:
         split_files("final"),
         stats=split_stats("final"),

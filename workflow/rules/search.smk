@@ -33,6 +33,7 @@ rule coarse_run:
 
 
 rule coarse_table:
+    priority: 10
     input:
         runs=lambda w: [search_run("coarse", w.model, i)
                         for i in range(search_settings(w.model)["n_coarse"])],
@@ -88,6 +89,7 @@ rule fine_run:
 
 
 rule fine_table:
+    priority: 10
     input:
         runs=lambda w: [search_run("fine", w.model, i)
                         for i in range(search_settings(w.model)["n_fine"])],
