@@ -24,8 +24,8 @@ rule ablation_run:
         f"{R}/benchmarks/bonus/ablation/{{variant}}_seed{{seed}}.tsv"
     threads: THREADS["final"]
     resources:
-        mem_mb=4000,
-        runtime=40,
+        mem_mb=train_mem_mb(ABL["model"]) if ABL else 1000,
+        runtime=train_runtime(ABL["model"], ABL["cycles"]) if ABL else 5,
     conda:
         "../../envs/model.yaml"
     script:
@@ -46,7 +46,7 @@ rule ablation_table:
         f"{R}/logs/bonus/ablation_table.log",
     threads: THREADS["final"]
     resources:
-        mem_mb=3000,
+        mem_mb=1500,
         runtime=5,
     conda:
         "../../envs/model.yaml"
@@ -80,8 +80,8 @@ rule aug_lambda_run:
         f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_l{{i}}_seed{{seed}}.tsv"
     threads: THREADS["search"]
     resources:
-        mem_mb=1500,
-        runtime=15,
+        mem_mb=train_mem_mb(AVL["model"]) if AVL else 1000,
+        runtime=train_runtime(AVL["model"], AVL["cycles"]) if AVL else 5,
     conda:
         "../../envs/model.yaml"
     script:

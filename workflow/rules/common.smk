@@ -164,3 +164,16 @@ def ablation_runs(wildcards=None):
     runs += [f"{R}/bonus/ablation/{v}/seed{s}/metrics.json"
              for v in ablation_variants() for s in ABL["seeds"]]
     return runs
+
+
+def train_mem_mb(model):
+    """Measured on the real data: ~700 MB resident (mostly the memory-mapped split), plus the
+    weights, gradients, optimiser state and evaluation chunks, which grow with the width."""
+    width = sum(config["models"][model]["hidden"]) or 10
+    return 1000 + (width * 3072 * 4 * 8) // 10**6
+
+
+def train_runtime(model, cycles):
+    """Minutes, with ~3x headroom over the benchmarks (m=50: 20 s, m=500: 4 min for 3 cycles)."""
+    width = sum(config["models"][model]["hidden"]) or 10
+    return max(5, int(3 * cycles * (0.2 + width / 200)))

@@ -59,8 +59,8 @@ rule preprocess:
         f"{R}/benchmarks/preprocess_{{split}}.tsv"
     threads: THREADS["data"]
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=1500,
+        runtime=5,
     conda:
         "../../envs/data.yaml"
     script:

@@ -25,8 +25,8 @@ rule final_run:
         f"{R}/benchmarks/final/{{model}}/seed{{seed}}.tsv"
     threads: THREADS["final"]
     resources:
-        mem_mb=lambda w: 4000 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 2000,
-        runtime=lambda w: 40 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 15,
+        mem_mb=lambda w: train_mem_mb(w.model),
+        runtime=lambda w: train_runtime(w.model, FINAL["cycles"]),
     conda:
         "../../envs/model.yaml"
     script:
@@ -50,7 +50,7 @@ rule final_summary:
         f"{R}/logs/final/{{model}}/summary.log",
     threads: THREADS["final"]
     resources:
-        mem_mb=3000,
+        mem_mb=1500,
         runtime=5,
     conda:
         "../../envs/model.yaml"

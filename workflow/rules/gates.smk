@@ -19,8 +19,8 @@ rule gate_gradcheck:
         f"{R}/benchmarks/gate_gradcheck.tsv"
     threads: THREADS["gates"]
     resources:
-        mem_mb=1500,
-        runtime=10,
+        mem_mb=800,
+        runtime=5,
     conda:
         "../../envs/model.yaml"
     script:
@@ -44,8 +44,8 @@ rule gate_overfit:
         f"{R}/benchmarks/gate_overfit.tsv"
     threads: THREADS["gates"]
     resources:
-        mem_mb=1500,
-        runtime=10,
+        mem_mb=800,
+        runtime=5,
     conda:
         "../../envs/model.yaml"
     script:
@@ -69,8 +69,8 @@ rule gate_trajectory:
         f"{R}/benchmarks/gate_trajectory.tsv"
     threads: THREADS["gates"]
     resources:
-        mem_mb=1500,
-        runtime=10,
+        mem_mb=800,
+        runtime=5,
     conda:
         "../../envs/model.yaml"
     script:
@@ -93,8 +93,8 @@ rule gate_bug_table:
         f"{R}/benchmarks/gate_bug_table.tsv"
     threads: THREADS["gates"]
     resources:
-        mem_mb=1500,
-        runtime=15,
+        mem_mb=800,
+        runtime=10,
     conda:
         "../../envs/model.yaml"
     script:

@@ -24,8 +24,8 @@ rule coarse_run:
         f"{R}/benchmarks/search/{{model}}/coarse_{{i}}.tsv"
     threads: THREADS["search"]
     resources:
-        mem_mb=lambda w: 3000 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 1500,
-        runtime=lambda w: 40 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 10,
+        mem_mb=lambda w: train_mem_mb(w.model),
+        runtime=lambda w: train_runtime(w.model, search_settings(w.model)["coarse_cycles"]),
     conda:
         "../../envs/model.yaml"
     script:
@@ -80,8 +80,8 @@ rule fine_run:
         f"{R}/benchmarks/search/{{model}}/fine_{{i}}.tsv"
     threads: THREADS["search"]
     resources:
-        mem_mb=lambda w: 3000 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 1500,
-        runtime=lambda w: 40 if max(config["models"][w.model]["hidden"] or [0]) > 200 else 10,
+        mem_mb=lambda w: train_mem_mb(w.model),
+        runtime=lambda w: train_runtime(w.model, search_settings(w.model)["fine_cycles"]),
     conda:
         "../../envs/model.yaml"
     script:
