@@ -54,7 +54,7 @@ def test_softmax_cross_entropy_is_stable_and_matches_torch():
     lt = torch.nn.functional.cross_entropy(st, torch.as_tensor(y))
     lt.backward()
     assert np.isfinite(loss)
-    assert loss == pytest.approx(float(lt), rel=1e-14)
+    assert loss == pytest.approx(float(lt.detach()), rel=1e-14)
     np.testing.assert_allclose(dscores, st.grad.numpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
 
