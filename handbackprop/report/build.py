@@ -72,9 +72,10 @@ def render(ctx: dict, figures: dict | None) -> tuple[str, str]:
     return html, md
 
 
-def build_report(results_dir, config: dict, html_path, md_path, repo_dir=None, log=print) -> dict:
+def build_report(results_dir, config: dict, html_path, md_path, repo_dir=None, log=print,
+                 run_paths=None) -> dict:
     t0 = time.perf_counter()
-    ctx = collect(results_dir, config, repo_dir)
+    ctx = collect(results_dir, config, repo_dir, run_paths)
     t1 = time.perf_counter()
     figures = figs.make_figures(ctx)
     t2 = time.perf_counter()

@@ -223,8 +223,12 @@ def collect_bonus(R: Path, config: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------ code hashes
-def collect_hashes(R: Path, gates: dict, finals: list[dict]) -> dict:
-    """Every training run's code hash against the hash the gates verified."""
+def collect_hashes(R: Path, gates: dict, finals: list[dict], run_paths=None) -> dict:
+    """Every training run's code hash against the hash the gates verified.
+
+    run_paths: the metrics.json files of this run's training jobs (the report rule's inputs);
+    None globs every metrics.json under R, stale leftovers of other configs included.
+    """
     gate_hashes = set(gates["hashes"].values())
     verified = next(iter(gate_hashes)) if len(gate_hashes) == 1 else None
     runs = {}
@@ -232,12 +236,13 @@ def collect_hashes(R: Path, gates: dict, finals: list[dict]) -> dict:
         for r in f["runs"]:
             runs[str(Path("final") / f["model"] / f"seed{r['seed']}")] = r["metrics"].get("code_hash")
         runs[str(Path("final") / f["model"] / "summary")] = f["summary"].get("code_hash")
-    # Search and bonus runs are upstream of the declared tables: read them all.
-    for sub in ("search", "bonus", "final"):
-        for p in sorted((R / sub).glob("**/metrics.json")):
-            key = str(p.parent.relative_to(R))
-            if key not in runs:
-                runs[key] = read_json(p).get("code_hash")
+    # Search and bonus runs are upstream of the declared tables: read each of them too.
+    if run_paths is None:
+        run_paths = [p for sub in ("search", "bonus", "final") for p in sorted((R / sub).glob("**/metrics.json"))]
+    for p in map(Path, run_paths):
+        key = str(p.resolve().parent.relative_to(R.resolve()))
+        if key not in runs:
+            runs[key] = read_json(p).get("code_hash")
     mismatched = sorted(k for k, h in runs.items() if h != verified)
     now = current_code_hash()
     return {"verified": verified, "gates_agree": len(gate_hashes) == 1, "n_runs": len(runs),
@@ -350,7 +355,7 @@ def config_text(config: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------- all
-def collect(results_dir, config: dict, repo_dir=None) -> dict:
+def collect(results_dir, config: dict, repo_dir=None, run_paths=None) -> dict:
     """The whole report context; figures are made from it separately."""
     R = Path(results_dir)
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
@@ -366,7 +371,7 @@ def collect(results_dir, config: dict, repo_dir=None) -> dict:
         "searches": collect_searches(R, config),
         "finals": finals,
         "bonus": collect_bonus(R, config),
-        "hashes": collect_hashes(R, gates, finals),
+        "hashes": collect_hashes(R, gates, finals, run_paths),
         "benchmarks": collect_benchmarks(R),
         "provenance": {"config": config, "config_text": config_text(config), "git": collect_git(repo),
                        "versions": collect_versions(), "machine": collect_machine(),

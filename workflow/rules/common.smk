@@ -177,3 +177,19 @@ def train_runtime(model, cycles):
     """Minutes, with ~3x headroom over the benchmarks (m=50: 20 s, m=500: 4 min for 3 cycles)."""
     width = sum(config["models"][model]["hidden"]) or 10
     return max(5, int(3 * cycles * (0.2 + width / 200)))
+
+
+def training_runs():
+    """metrics.json of every training job this config asks for (the report checks their hashes)."""
+    runs = []
+    for m in config["search"]["models"]:
+        st = search_settings(m)
+        runs += [search_run("coarse", m, i) for i in range(st["n_coarse"])]
+        runs += [search_run("fine", m, i) for i in range(st["n_fine"])]
+    runs += [f"{R}/final/{m}/seed{s}/metrics.json" for m in FINAL["models"] for s in FINAL["seeds"]]
+    if ABL:
+        runs += [r for r in ablation_runs() if r not in runs]
+    if AVL:
+        runs += expand(f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
+                       aug=["aug", "noaug"], i=range(len(AVL["exponents"])), seed=AVL["seeds"])
+    return runs

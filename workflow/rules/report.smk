@@ -12,6 +12,7 @@ rule report:
         runs=expand(f"{R}/final/{{model}}/seed{{seed}}/{{name}}", model=config["final"]["models"],
                     seed=config["final"]["seeds"], name=["metrics.json", "history.csv", "weights.npz"]),
         bonus=bonus_targets(),
+        trained=training_runs(),
         download=f"{R}/data/download.json",
         stats=[split_stats("search"), split_stats("final")],
         norm=f"{R}/data/final/norm.npz",
