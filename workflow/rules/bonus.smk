@@ -90,9 +90,7 @@ rule aug_lambda_run:
 
 rule aug_vs_lambda:
     input:
-        runs=expand(f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
-                    aug=["aug", "noaug"], i=range(len(AVL["exponents"])) if AVL else [],
-                    seed=AVL["seeds"] if AVL else []),
+        runs=aug_lambda_runs(),
     output:
         json=f"{R}/bonus/aug_vs_lambda.json",
         csv=report(f"{R}/bonus/aug_vs_lambda.csv", caption="../report/aug_vs_lambda.rst", category="Bonus"),

@@ -140,6 +140,22 @@ def search_run(stage, model, i):
     return f"{R}/search/{model}/{stage}/{i}/metrics.json"
 
 
+def search_runs(stage, model):
+    """metrics.json of every job of one model's coarse or fine search."""
+    return [search_run(stage, model, i) for i in range(search_settings(model)[f"n_{stage}"])]
+
+
+def final_runs(model, name="metrics.json"):
+    return [f"{R}/final/{model}/seed{s}/{name}" for s in FINAL["seeds"]]
+
+
+def aug_lambda_runs():
+    if not AVL:
+        return []
+    return expand(f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
+                  aug=["aug", "noaug"], i=range(len(AVL["exponents"])), seed=AVL["seeds"])
+
+
 def ablation_variants():
     """Each improvement switched off in turn, and all off; 'all' is the final runs themselves."""
     m = config["models"][ABL["model"]] if ABL else {}
@@ -181,15 +197,9 @@ def train_runtime(model, cycles):
 
 def training_runs():
     """metrics.json of every training job this config asks for (the report checks their hashes)."""
-    runs = []
-    for m in config["search"]["models"]:
-        st = search_settings(m)
-        runs += [search_run("coarse", m, i) for i in range(st["n_coarse"])]
-        runs += [search_run("fine", m, i) for i in range(st["n_fine"])]
-    runs += [f"{R}/final/{m}/seed{s}/metrics.json" for m in FINAL["models"] for s in FINAL["seeds"]]
+    runs = [r for m in config["search"]["models"] for stage in ("coarse", "fine")
+            for r in search_runs(stage, m)]
+    runs += [r for m in FINAL["models"] for r in final_runs(m)]
     if ABL:
         runs += [r for r in ablation_runs() if r not in runs]
-    if AVL:
-        runs += expand(f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
-                       aug=["aug", "noaug"], i=range(len(AVL["exponents"])), seed=AVL["seeds"])
-    return runs
+    return runs + aug_lambda_runs()

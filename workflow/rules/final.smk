@@ -38,8 +38,8 @@ rule final_summary:
     input:
         split_files("final"),
         stats=split_stats("final"),
-        runs=lambda w: expand(f"{R}/final/{w.model}/seed{{seed}}/metrics.json", seed=FINAL["seeds"]),
-        weights=lambda w: expand(f"{R}/final/{w.model}/seed{{seed}}/weights.npz", seed=FINAL["seeds"]),
+        runs=lambda w: final_runs(w.model),
+        weights=lambda w: final_runs(w.model, "weights.npz"),
     output:
         json=report(f"{R}/final/{{model}}/summary.json", caption="../report/final_summary.rst",
                     category="Final runs", labels={"model": "{model}"}),

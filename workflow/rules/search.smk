@@ -35,8 +35,7 @@ rule coarse_run:
 rule coarse_table:
     priority: 10
     input:
-        runs=lambda w: [search_run("coarse", w.model, i)
-                        for i in range(search_settings(w.model)["n_coarse"])],
+        runs=lambda w: search_runs("coarse", w.model),
     output:
         json=f"{R}/search/{{model}}/coarse.json",
         csv=report(f"{R}/search/{{model}}/coarse.csv", caption="../report/search.rst",
@@ -91,8 +90,7 @@ rule fine_run:
 rule fine_table:
     priority: 10
     input:
-        runs=lambda w: [search_run("fine", w.model, i)
-                        for i in range(search_settings(w.model)["n_fine"])],
+        runs=lambda w: search_runs("fine", w.model),
     output:
         json=f"{R}/search/{{model}}/fine.json",
         csv=report(f"{R}/search/{{model}}/fine.csv", caption="../report/search.rst",
