@@ -13,6 +13,11 @@ BAD = {
     "unknown model in search": ({"search": {"models": ["linear", "resnet"]}}, "search.models"),
     "empty coarse range": ({"search": {"coarse": {"l_min": -1, "l_max": -3}}}, "search.coarse"),
     "dropout of 1": ({"models": {"mlp50": {"hidden": [50], "dropout": 1.0}}}, "dropout"),
+    # Valid alone, not together (handbackprop/study/plan.py): refused before any job starts.
+    "batch larger than the training rows": ({"training": {"batch_size": 1000}}, "training.batch_size"),
+    "eta_min above eta_max": ({"training": {"eta_min": 0.5}}, "training.eta_min"),
+    "n_val of every image": ({"data": {"splits": {"search": {"n_val": 600, "seed": 1}}}},
+                             "data.splits.search.n_val"),
 }
 
 

@@ -179,7 +179,7 @@ def test_searches_section(quick_results, sec, run_config):
             for r in t["rows"]:
                 assert f"{lam(r['lambda'])} {r['log10_lambda']:.3f} {pct(r['val_accuracy'])}" in s
         # The final runs used that lambda.
-        assert read(quick_results / "final" / model / "summary.json")["lambda"] == fine["best"]["lambda"] \
+        assert read(quick_results / "final" / model / "summary.json")["lam"] == fine["best"]["lam"] \
             if model in run_config["final"]["models"] else True
 
 

@@ -49,7 +49,7 @@ RESULTS = Path("results") / "quick"
 TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
 # The rules those targets pull in; each must have run as a SLURM job.
 EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "gate_gradcheck", "gate_overfit",
-                  "gate_trajectory", "coarse_run", "coarse_table", "fine_run", "fine_table",
+                  "gate_trajectory", "coarse_run", "search_table", "fine_run",
                   "final_run", "final_summary"}
 TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean"}
 TIMING_COLUMNS = {"seconds"}

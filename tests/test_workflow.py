@@ -28,11 +28,11 @@ def test_quick_profile_produces_every_stage(quick_results):
         coarse = json.loads((r / "search" / model / "coarse.json").read_text())
         fine = json.loads((r / "search" / model / "fine.json").read_text())
         # the fine grid is centred on the coarse winner, within the coarse range
-        centre = coarse["best"]["log10_lambda"]
-        fine_l = [row["log10_lambda"] for row in fine["rows"]]
+        centre = coarse["best"]["log10_lam"]
+        fine_l = [row["log10_lam"] for row in fine["rows"]]
         assert min(fine_l) <= centre + 1e-9 and max(fine_l) >= centre - 1e-9
         summary = json.loads((r / "final" / model / "summary.json").read_text())
-        assert summary["lambda"] == pytest.approx(fine["best"]["lambda"])
+        assert summary["lam"] == pytest.approx(fine["best"]["lam"])
         assert summary["code_hash"] in hashes
         assert summary["test_accuracy_mean"] > 0.3  # the synthetic classes are learnable
         run = json.loads((r / "final" / model / "seed1" / "metrics.json").read_text())
@@ -55,14 +55,16 @@ def test_second_run_does_nothing(quick_run):
 
 def test_forcerun_fine_search_reruns_fine_and_after_only(quick_run):
     jobs = planned_jobs(snakemake(quick_run, "-n", "--forcerun", "fine_run"))
-    assert {"fine_run", "fine_table", "final_run", "final_summary", "report"} <= set(jobs)
-    assert not (GATES | {"coarse_run", "coarse_table", "download", "preprocess"}) & set(jobs)
+    assert {"fine_run", "search_table", "final_run", "final_summary", "report"} <= set(jobs)
+    assert jobs["search_table"] == 3  # the fine tables; the coarse ones stand
+    assert not (GATES | {"coarse_run", "download", "preprocess"}) & set(jobs)
 
 
 def test_changing_coarse_range_reruns_search_not_gates(quick_run, tmp_path):
     jobs = planned_jobs(snakemake(quick_run, "-n", configfiles=overlay(
         tmp_path, {"search": {"coarse": {"l_min": -4.5}}})))
-    assert {"coarse_run", "coarse_table", "fine_run", "final_run"} <= set(jobs)
+    # The coarse tables are checkpoints: what follows them is planned once they have run.
+    assert {"coarse_run", "search_table", "final_summary", "report"} <= set(jobs)
     assert not (GATES | {"download", "preprocess", "aug_lambda_run"}) & set(jobs)
 
 
@@ -74,19 +76,67 @@ def test_changing_validation_size_reruns_preprocess_not_download(quick_run, tmp_
     assert not ({"download", "make_synthetic", "coarse_run"} | GATES) & set(jobs)
 
 
-def test_editing_the_model_package_reruns_gates_and_everything_after(quick_run):
-    """Snakemake 9 compares input checksums, so the edit must change the content."""
-    layers = quick_run / "handbackprop" / "nn" / "layers.py"
-    source, before = layers.read_text(), layers.stat()
+def planned_after_edit(repo, rel):
+    """Rules a dry run plans after appending a comment to one package file (then restored).
+    Snakemake 9 compares input checksums, so the edit must change the content."""
+    path = repo / rel
+    source, before = path.read_text(), path.stat()
     try:
-        layers.write_text(source + "\n# an edit to the backward pass\n")
-        jobs = planned_jobs(snakemake(quick_run, "-n"))
+        path.write_text(source + "\n# an edit\n")
+        return planned_jobs(snakemake(repo, "-n"))
     finally:
-        layers.write_text(source)
-        os.utime(layers, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert GATES | {"gate_bug_table", "coarse_run", "fine_run", "final_run", "report"} <= set(jobs)
-    assert not {"download", "preprocess", "make_synthetic"} & set(jobs)
+        path.write_text(source)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+DATA = {"make_synthetic", "download", "preprocess"}
+
+
+def test_editing_the_model_package_reruns_gates_and_everything_after(quick_run):
+    jobs = planned_after_edit(quick_run, "handbackprop/nn/layers.py")
+    assert GATES | {"gate_bug_table", "coarse_run", "search_table", "report"} <= set(jobs)
+    assert not DATA & set(jobs)
     assert planned_jobs(snakemake(quick_run, "-n")) == {}  # restored: nothing to do again
+
+
+def test_editing_the_study_code_reruns_searches_and_finals_not_gates_or_data(quick_run):
+    jobs = planned_after_edit(quick_run, "handbackprop/study/grids.py")
+    assert {"coarse_run", "search_table", "final_summary", "ablation_table", "aug_lambda_run",
+            "aug_vs_lambda", "report"} <= set(jobs)
+    assert not (GATES | DATA | {"gate_bug_table"}) & set(jobs)
+
+
+def test_editing_the_report_code_reruns_only_the_report(quick_run):
+    jobs = planned_after_edit(quick_run, "handbackprop/report/figures.py")
+    assert jobs == {"report": 1, "all": 1}
+
+
+def test_editing_the_data_code_reruns_preprocessing_and_everything_after(quick_run):
+    jobs = planned_after_edit(quick_run, "handbackprop/data/preprocess.py")
+    assert {"preprocess", "gate_gradcheck", "coarse_run", "report"} <= set(jobs)
+    assert jobs["preprocess"] == 2
+    assert not {"download", "make_synthetic"} & set(jobs)  # no refetch for a preprocessing edit
+
+
+def test_runs_are_found_by_lam_and_trained_at_exactly_the_planned_value(quick_results):
+    """A run's folder names its λ; the λ it trained at is the table's exact float."""
+    for model in ("linear", "mlp50", "bonus"):
+        coarse = json.loads((quick_results / "search" / model / "coarse.json").read_text())
+        fine = json.loads((quick_results / "search" / model / "fine.json").read_text())
+        for label, lam in coarse["fine_grid"].items():
+            run = json.loads((quick_results / "search" / model / "fine" / label / "seed12" /
+                              "metrics.json").read_text())
+            assert run["lam"] == lam and label == f"lam_{lam:.2e}"
+        for seed in (1, 2):
+            final = json.loads((quick_results / "final" / model / f"seed{seed}" / "metrics.json").read_text())
+            assert final["lam"] == fine["final_lam"] == fine["best"]["lam"]
+    # The ablation trains at its model's final λ; the aug-vs-λ runs at the configured exponents.
+    bonus_lam = json.loads((quick_results / "search" / "bonus" / "fine.json").read_text())["final_lam"]
+    for p in (quick_results / "bonus" / "ablation").glob("*/seed*/metrics.json"):
+        assert json.loads(p.read_text())["lam"] == bonus_lam
+    avl = {json.loads(p.read_text())["log10_lam"]
+           for p in (quick_results / "bonus" / "aug_vs_lambda").glob("*/lam_*/seed*/metrics.json")}
+    assert avl == pytest.approx({-4.0, -3.0, -2.0})
 
 
 PLANTED = {
@@ -121,6 +171,22 @@ def test_planted_bug_fails_the_dag_and_nothing_downstream_runs(bug_repo, gate):
     assert f"{gate} gate failed" in log
     assert not (results / "gates" / f"{gate}.json").exists()
     assert not (results / "search").exists() and not (results / "final").exists()
-    assert not list(results.glob("search/*/coarse/*/metrics.json"))
+    assert not list(results.glob("search/*/coarse/*/*/metrics.json"))
     if gate == "gradcheck":
         assert "W1" in log and "max_rel" in log
+
+
+def test_a_deleted_run_is_rebuilt_by_a_plain_rerun_with_what_depends_on_it(quick_run):
+    """An interrupted --forcerun deletes its jobs' outputs; the report depends on every run file,
+    so a plain rerun notices the hole instead of saying "Nothing to be done"."""
+    run = quick_run / "results" / "quick" / "final" / "mlp50" / "seed2"
+    before = json.loads((run / "metrics.json").read_text())
+    for f in run.iterdir():
+        f.unlink()
+    jobs = planned_jobs(snakemake(quick_run, "-n"))
+    assert jobs == {"final_run": 1, "final_summary": 1, "report": 1, "all": 1}
+    snakemake(quick_run)
+    after = json.loads((run / "metrics.json").read_text())
+    assert {k: v for k, v in after.items() if k != "seconds"} == \
+        {k: v for k, v in before.items() if k != "seconds"}
+    assert planned_jobs(snakemake(quick_run, "-n")) == {}

@@ -224,13 +224,13 @@ def search(s: dict) -> str:
     fig, axes = _figure(1, 1, height=3.0)
     ax = axes[0][0]
     for stage, marker, color in (("coarse", "o", "C0"), ("fine", "s", "C1")):
-        rows = sorted(s[stage]["rows"], key=lambda r: r["lambda"])
-        ax.plot([r["lambda"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=marker,
+        rows = sorted(s[stage]["rows"], key=lambda r: r["lam"])
+        ax.plot([r["lam"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=marker,
                 color=color, label=f"{stage} ({len(rows)} runs)", ms=5, lw=1)
     ch = s["chosen"]
-    ax.plot([ch["lambda"]], [100 * ch["val_accuracy"]], marker="*", ms=16, color="C3", ls="none",
-            label=f"chosen λ = {ch['lambda']:.3g}")
-    ax.axvline(ch["lambda"], color="C3", lw=0.8, ls=":")
+    ax.plot([ch["lam"]], [100 * ch["val_accuracy"]], marker="*", ms=16, color="C3", ls="none",
+            label=f"chosen λ = {ch['lam']:.3g}")
+    ax.axvline(ch["lam"], color="C3", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
            title=f"λ search: {s['model']}")
@@ -255,7 +255,7 @@ def training(f: dict) -> str:
                             label=f"{part}, seed {r['seed']}")
             ax.set(xlabel="update step", ylabel=ylabel)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Final training: {f['model']} (λ = {f['summary']['lambda']:.3g})")
+    fig.suptitle(f"Final training: {f['model']} (λ = {f['summary']['lam']:.3g})")
     return to_uri(fig)
 
 
@@ -316,13 +316,13 @@ def aug_vs_lambda(av: dict) -> str:
         sel = [r for r in rows if bool(r["augmentation"]) == aug]
         seeds = sorted({r["seed"] for r in sel})
         for s in seeds:
-            rs = sorted((r for r in sel if r["seed"] == s), key=lambda r: r["lambda"])
-            ax.plot([r["lambda"] for r in rs], [100 * r["val_accuracy"] for r in rs], color=color, lw=0.6,
+            rs = sorted((r for r in sel if r["seed"] == s), key=lambda r: r["lam"])
+            ax.plot([r["lam"] for r in rs], [100 * r["val_accuracy"] for r in rs], color=color, lw=0.6,
                     alpha=0.5, marker=".")
-        lams = sorted({r["lambda"] for r in sel})
-        means = [100 * np.mean([r["val_accuracy"] for r in sel if r["lambda"] == lam]) for lam in lams]
+        lams = sorted({r["lam"] for r in sel})
+        means = [100 * np.mean([r["val_accuracy"] for r in sel if r["lam"] == lam]) for lam in lams]
         ax.plot(lams, means, color=color, lw=2.2, label=f"{label}: mean over {len(seeds)} seeds")
-        best = av.get("best_log10_lambda", {}).get(label, {})
+        best = av.get("best_log10_lam", {}).get(label, {})
         for k, b in enumerate(best.values()):
             ax.axvline(10.0 ** b, color=color, ls=":", lw=0.8, label=f"{label}: best λ per seed" if k == 0 else None)
     ax.set_xscale("log")

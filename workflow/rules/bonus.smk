@@ -1,35 +1,34 @@
-# Bonus experiments: the ablation of each improvement, and augmentation against lambda.
+# Bonus experiments: the ablation of each improvement, and augmentation against lam.
 
 
-rule ablation_run:
+use rule final_run as ablation_run with:
     input:
         split_files("final"),
         stats=split_stats("final"),
         gates=GATE_EVIDENCE,
-        lam_source=lambda w: f"{R}/search/{ABL['model']}/fine.json",
+        code=code("study"),
+        lam_source=lambda w: table_path(ABL["model"], "fine"),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/history.csv",
         weights=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/weights.npz",
-    params:
-        spec=lambda w: model_spec(ABL["model"], **ablation_variants()[w.variant]),
-        lam={"best": True},
-        cycles=ABL["cycles"] if ABL else 0,
-        seed=lambda w: int(w.seed),
-        dtype=config["dtype"],
-        evaluate_test=True,
     log:
         f"{R}/logs/bonus/ablation/{{variant}}_seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/bonus/ablation/{{variant}}_seed{{seed}}.tsv"
-    threads: THREADS["final"]
+    priority: 0
     resources:
-        mem_mb=train_mem_mb(ABL["model"]) if ABL else 1000,
-        runtime=train_runtime(ABL["model"], ABL["cycles"]) if ABL else 5,
-    conda:
-        "../../envs/model.yaml"
-    script:
-        "../scripts/train_run.py"
+        mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
+        runtime=plan.train_runtime(config, ABL["model"], ABL["cycles"]) if ABL else 5,
+    params:
+        spec=lambda w: plan.model_spec(
+            config, ABL["model"], **plan.ablation_variants(config)[w.variant]
+        ),
+        lam=lambda w: final_lam(ABL["model"]),
+        cycles=ABL["cycles"] if ABL else 0,
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=True,
 
 
 rule ablation_table:
@@ -37,70 +36,74 @@ rule ablation_table:
         split_files("final"),
         stats=split_stats("final"),
         runs=ablation_runs,
+        code=code("study"),
     output:
         json=f"{R}/bonus/ablation.json",
-        csv=report(f"{R}/bonus/ablation.csv", caption="../report/ablation.rst", category="Bonus"),
-    params:
-        dtype=config["dtype"],
+        csv=report(
+            f"{R}/bonus/ablation.csv",
+            caption="../report/ablation.rst",
+            category="Bonus",
+        ),
     log:
         f"{R}/logs/bonus/ablation_table.log",
+    conda:
+        "../../envs/model.yaml"
     threads: THREADS["final"]
     resources:
         mem_mb=1500,
         runtime=5,
-    conda:
-        "../../envs/model.yaml"
+    params:
+        dtype=config["dtype"],
     script:
         "../scripts/ablation_table.py"
 
 
-rule aug_lambda_run:
+use rule coarse_run as aug_lambda_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
+        code=code("study"),
     output:
-        metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/metrics.json",
-        history=f"{R}/bonus/aug_vs_lambda/{{aug}}/l{{i}}_seed{{seed}}/history.csv",
+        metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
+        history=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/history.csv",
+    log:
+        f"{R}/logs/bonus/aug_vs_lambda/{{aug}}_{{lam}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_{{lam}}_seed{{seed}}.tsv"
     wildcard_constraints:
         aug="aug|noaug",
+    priority: 0
+    resources:
+        mem_mb=plan.train_mem_mb(config, AVL["model"]) if AVL else 1000,
+        runtime=plan.train_runtime(config, AVL["model"], AVL["cycles"]) if AVL else 5,
     params:
-        spec=lambda w: model_spec(
-            AVL["model"],
-            flip=AVL["flip"] if w.aug == "aug" else False,
-            max_shift=AVL["max_shift"] if w.aug == "aug" else 0),
-        lam=lambda w: {"log10": AVL["exponents"][int(w.i)]},
+        spec=lambda w: plan.aug_spec(config, w.aug),
+        lam=lambda w: plan.aug_grid(config)[w.lam],
         cycles=AVL["cycles"] if AVL else 0,
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=False,
-    log:
-        f"{R}/logs/bonus/aug_vs_lambda/{{aug}}_l{{i}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_l{{i}}_seed{{seed}}.tsv"
-    threads: THREADS["search"]
-    resources:
-        mem_mb=train_mem_mb(AVL["model"]) if AVL else 1000,
-        runtime=train_runtime(AVL["model"], AVL["cycles"]) if AVL else 5,
-    conda:
-        "../../envs/model.yaml"
-    script:
-        "../scripts/train_run.py"
 
 
 rule aug_vs_lambda:
     input:
         runs=aug_lambda_runs(),
+        code=code("study"),
     output:
         json=f"{R}/bonus/aug_vs_lambda.json",
-        csv=report(f"{R}/bonus/aug_vs_lambda.csv", caption="../report/aug_vs_lambda.rst", category="Bonus"),
+        csv=report(
+            f"{R}/bonus/aug_vs_lambda.csv",
+            caption="../report/aug_vs_lambda.rst",
+            category="Bonus",
+        ),
     log:
         f"{R}/logs/bonus/aug_vs_lambda.log",
+    conda:
+        "../../envs/model.yaml"
     threads: 1
     resources:
         mem_mb=300,
         runtime=2,
-    conda:
-        "../../envs/model.yaml"
     script:
         "../scripts/aug_vs_lambda.py"

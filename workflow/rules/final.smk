@@ -1,58 +1,59 @@
-# Final runs: the fine search's best lambda, all but n_val training images, test set scored.
+# Final runs: the fine search's best lam, all but n_val training images, test set scored.
 
 
-rule final_run:
-    priority: 10
+use rule coarse_run as final_run with:
     input:
         split_files("final"),
         stats=split_stats("final"),
         gates=GATE_EVIDENCE,
-        lam_source=f"{R}/search/{{model}}/fine.json",
+        code=code("study"),
+        lam_source=lambda w: table_path(w.model, "fine"),
     output:
         metrics=f"{R}/final/{{model}}/seed{{seed}}/metrics.json",
         history=f"{R}/final/{{model}}/seed{{seed}}/history.csv",
         weights=f"{R}/final/{{model}}/seed{{seed}}/weights.npz",
-    params:
-        spec=lambda w: model_spec(w.model),
-        lam={"best": True},
-        cycles=FINAL["cycles"],
-        seed=lambda w: int(w.seed),
-        dtype=config["dtype"],
-        evaluate_test=True,
     log:
         f"{R}/logs/final/{{model}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/final/{{model}}/seed{{seed}}.tsv"
     threads: THREADS["final"]
     resources:
-        mem_mb=lambda w: train_mem_mb(w.model),
-        runtime=lambda w: train_runtime(w.model, FINAL["cycles"]),
-    conda:
-        "../../envs/model.yaml"
-    script:
-        "../scripts/train_run.py"
+        mem_mb=lambda w: plan.train_mem_mb(config, w.model),
+        runtime=lambda w: plan.train_runtime(config, w.model, FINAL["cycles"]),
+    params:
+        spec=lambda w: plan.model_spec(config, w.model),
+        lam=lambda w: final_lam(w.model),
+        cycles=FINAL["cycles"],
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=True,
 
 
 rule final_summary:
-    priority: 10
     input:
         split_files("final"),
         stats=split_stats("final"),
         runs=lambda w: final_runs(w.model),
         weights=lambda w: final_runs(w.model, "weights.npz"),
+        code=code("study"),
     output:
-        json=report(f"{R}/final/{{model}}/summary.json", caption="../report/final_summary.rst",
-                    category="Final runs", labels={"model": "{model}"}),
-    params:
-        ensemble=lambda w: w.model in FINAL["ensemble"],
-        dtype=config["dtype"],
+        json=report(
+            f"{R}/final/{{model}}/summary.json",
+            caption="../report/final_summary.rst",
+            category="Final runs",
+            labels={"model": "{model}"},
+        ),
     log:
         f"{R}/logs/final/{{model}}/summary.log",
+    priority: 10
+    conda:
+        "../../envs/model.yaml"
     threads: THREADS["final"]
     resources:
         mem_mb=1500,
         runtime=5,
-    conda:
-        "../../envs/model.yaml"
+    params:
+        ensemble=lambda w: w.model in FINAL["ensemble"],
+        dtype=config["dtype"],
     script:
         "../scripts/final_summary.py"

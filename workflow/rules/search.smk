@@ -1,109 +1,92 @@
-# Coarse then fine lambda search, one job per lambda and model. The fine grid is computed from
-# the coarse table at run time (a data-dependent input), so the DAG depends on the coarse result.
+# Coarse then fine lam search, one job per (lam, seed). Every training job of the study
+# (search, final, bonus) has this rule's shape: the others derive from it with `use rule`.
 
 
 rule coarse_run:
-    priority: 10
     input:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
+        code=code("study"),
     output:
-        metrics=f"{R}/search/{{model}}/coarse/{{i}}/metrics.json",
-        history=f"{R}/search/{{model}}/coarse/{{i}}/history.csv",
-    params:
-        spec=lambda w: model_spec(w.model),
-        lam=lambda w: {"log10": coarse_exponents(w.model)[int(w.i)]},
-        cycles=lambda w: search_settings(w.model)["coarse_cycles"],
-        seed=COARSE["seed"],
-        dtype=config["dtype"],
-        evaluate_test=False,
+        metrics=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/metrics.json",
+        history=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/history.csv",
     log:
-        f"{R}/logs/search/{{model}}/coarse_{{i}}.log",
+        f"{R}/logs/search/{{model}}/coarse/{{lam}}_seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/search/{{model}}/coarse_{{i}}.tsv"
-    threads: THREADS["search"]
-    resources:
-        mem_mb=lambda w: train_mem_mb(w.model),
-        runtime=lambda w: train_runtime(w.model, search_settings(w.model)["coarse_cycles"]),
+        f"{R}/benchmarks/search/{{model}}/coarse/{{lam}}_seed{{seed}}.tsv"
+    priority: 10
     conda:
         "../../envs/model.yaml"
+    threads: THREADS["search"]
+    resources:
+        mem_mb=lambda w: plan.train_mem_mb(config, w.model),
+        runtime=lambda w: plan.train_runtime(
+            config, w.model, search_cycles("coarse")(w)
+        ),
+    params:
+        spec=lambda w: plan.model_spec(config, w.model),
+        lam=search_lam("coarse"),
+        cycles=search_cycles("coarse"),
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=False,
     script:
         "../scripts/train_run.py"
 
 
-rule coarse_table:
-    priority: 10
-    input:
-        runs=lambda w: search_runs("coarse", w.model),
-    output:
-        json=f"{R}/search/{{model}}/coarse.json",
-        csv=report(f"{R}/search/{{model}}/coarse.csv", caption="../report/search.rst",
-                   category="Lambda search", subcategory="{model}", labels={"model": "{model}", "stage": "coarse"}),
-    params:
-        stage="coarse",
-    log:
-        f"{R}/logs/search/{{model}}/coarse_table.log",
-    threads: 1
-    resources:
-        mem_mb=300,
-        runtime=2,
-    conda:
-        "../../envs/model.yaml"
-    script:
-        "../scripts/search_aggregate.py"
-
-
-rule fine_run:
-    priority: 10
+use rule coarse_run as fine_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        lam_source=rules.coarse_table.output.json,
+        code=code("study"),
+        grid=lambda w: table_path(w.model, "coarse"),
     output:
-        metrics=f"{R}/search/{{model}}/fine/{{i}}/metrics.json",
-        history=f"{R}/search/{{model}}/fine/{{i}}/history.csv",
+        metrics=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/metrics.json",
+        history=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/history.csv",
+    log:
+        f"{R}/logs/search/{{model}}/fine/{{lam}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/search/{{model}}/fine/{{lam}}_seed{{seed}}.tsv"
+    resources:
+        mem_mb=lambda w: plan.train_mem_mb(config, w.model),
+        runtime=lambda w: plan.train_runtime(config, w.model, search_cycles("fine")(w)),
     params:
-        spec=lambda w: model_spec(w.model),
-        lam=lambda w: {"fine_index": int(w.i), "n": search_settings(w.model)["n_fine"],
-                       "half_width": FINE["half_width"], "l_min": COARSE["l_min"],
-                       "l_max": COARSE["l_max"]},
-        cycles=lambda w: search_settings(w.model)["fine_cycles"],
-        seed=FINE["seed"],
+        spec=lambda w: plan.model_spec(config, w.model),
+        lam=search_lam("fine"),
+        cycles=search_cycles("fine"),
+        seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=False,
+
+
+# The table of one search; a checkpoint, because the next stage's lam values come from it.
+checkpoint search_table:
+    input:
+        runs=lambda w: search_runs(w.model, w.stage),
+        code=code("study"),
+    output:
+        json=f"{R}/search/{{model}}/{{stage}}.json",
+        csv=report(
+            f"{R}/search/{{model}}/{{stage}}.csv",
+            caption="../report/search.rst",
+            category="Lambda search",
+            subcategory="{model}",
+            labels={"model": "{model}", "stage": "{stage}"},
+        ),
     log:
-        f"{R}/logs/search/{{model}}/fine_{{i}}.log",
-    benchmark:
-        f"{R}/benchmarks/search/{{model}}/fine_{{i}}.tsv"
-    threads: THREADS["search"]
-    resources:
-        mem_mb=lambda w: train_mem_mb(w.model),
-        runtime=lambda w: train_runtime(w.model, search_settings(w.model)["fine_cycles"]),
+        f"{R}/logs/search/{{model}}/{{stage}}_table.log",
+    priority: 10
     conda:
         "../../envs/model.yaml"
-    script:
-        "../scripts/train_run.py"
-
-
-rule fine_table:
-    priority: 10
-    input:
-        runs=lambda w: search_runs("fine", w.model),
-    output:
-        json=f"{R}/search/{{model}}/fine.json",
-        csv=report(f"{R}/search/{{model}}/fine.csv", caption="../report/search.rst",
-                   category="Lambda search", subcategory="{model}", labels={"model": "{model}", "stage": "fine"}),
-    params:
-        stage="fine",
-    log:
-        f"{R}/logs/search/{{model}}/fine_table.log",
     threads: 1
     resources:
         mem_mb=300,
         runtime=2,
-    conda:
-        "../../envs/model.yaml"
+    params:
+        fine=lambda w: (
+            plan.fine_grid_settings(config, w.model) if w.stage == "coarse" else None
+        ),
     script:
-        "../scripts/search_aggregate.py"
+        "../scripts/search_table.py"

@@ -1,11 +1,12 @@
-"""The lambda grids of the coarse and fine searches, and how the fine range follows the coarse result."""
+"""The lam grids of the coarse and fine searches, how the fine range follows the coarse result,
+and the label a lam gives its run folder (``lam_1.93e-03``)."""
 from __future__ import annotations
 
 import numpy as np
 
 
 def coarse_exponents(l_min: float, l_max: float, n: int, sampling: str, seed: int) -> list[float]:
-    """log10(lambda) values: evenly spaced, or drawn uniformly (sorted) from [l_min, l_max]."""
+    """log10(lam) values: evenly spaced, or drawn uniformly (sorted) from [l_min, l_max]."""
     if not l_min < l_max:
         raise ValueError(f"search range needs l_min < l_max, got {l_min} and {l_max}")
     if sampling == "grid":
@@ -15,6 +16,22 @@ def coarse_exponents(l_min: float, l_max: float, n: int, sampling: str, seed: in
     else:
         raise ValueError(f"unknown sampling {sampling!r} (grid or uniform)")
     return [float(v) for v in values]
+
+
+def lam_label(lam: float, digits: int = 3) -> str:
+    """The folder name of a run at lam: ``lam_1.93e-03`` (three significant digits)."""
+    return f"lam_{lam:.{digits - 1}e}"
+
+
+def lam_labels(lams: list[float]) -> dict[str, float]:
+    """{label: lam} for a grid; more digits when three would give two points one folder."""
+    if len(set(lams)) != len(lams):
+        raise ValueError(f"lam grid has repeated values: {lams}")
+    for digits in range(3, 18):
+        labels = {lam_label(v, digits): float(v) for v in lams}
+        if len(labels) == len(lams):
+            return labels
+    raise ValueError(f"lam grid values too close to name apart: {lams}")
 
 
 def best_row(rows: list[dict]) -> dict:
@@ -30,7 +47,7 @@ def fine_exponents(coarse_rows: list[dict], n: int, half_width: float, l_min: fl
     on where the optimum lies, so the fine grid spans about one coarse step
     each side of it. The window is shifted, not shrunk, when it meets an edge.
     """
-    centre = best_row(coarse_rows)["log10_lambda"]
+    centre = best_row(coarse_rows)["log10_lam"]
     lo, hi = centre - half_width, centre + half_width
     if lo < l_min:
         lo, hi = l_min, min(l_max, l_min + 2 * half_width)
@@ -39,8 +56,8 @@ def fine_exponents(coarse_rows: list[dict], n: int, half_width: float, l_min: fl
     return [float(v) for v in np.linspace(lo, hi, n)]
 
 
-def lambda_shift_statement(best_by_seed: dict[str, list[float]], a: str, b: str) -> dict:
-    """Compare best log10(lambda) per seed between conditions a and b (b - a).
+def lam_shift_statement(best_by_seed: dict[str, list[float]], a: str, b: str) -> dict:
+    """Compare best log10(lam) per seed between conditions a and b (b - a).
 
     'smaller' or 'larger' only when every seed agrees on the direction and the
     mean shift exceeds the spread across seeds; otherwise 'no clear shift'.
@@ -55,13 +72,13 @@ def lambda_shift_statement(best_by_seed: dict[str, list[float]], a: str, b: str)
         verdict = "larger"
     else:
         verdict = "no clear shift"
-    text = (f"With {b}, the best lambda shifted {verdict if verdict != 'no clear shift' else ''}"
+    text = (f"With {b}, the best λ shifted {verdict if verdict != 'no clear shift' else ''}"
             .rstrip() + (f" than {a}" if verdict != "no clear shift" else "")
-            + f": mean change in log10(lambda) {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; "
+            + f": mean change in log10 λ {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; "
             f"per seed {', '.join(f'{d:+.2f}' for d in diff)}).")
     if verdict == "no clear shift":
-        text = (f"No clear shift of the best lambda between {a} and {b}: mean change in "
-                f"log10(lambda) {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; per seed "
+        text = (f"No clear shift of the best λ between {a} and {b}: mean change in "
+                f"log10 λ {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; per seed "
                 f"{', '.join(f'{d:+.2f}' for d in diff)}).")
     return {"verdict": verdict, "mean_shift_log10": mean, "std_shift_log10": spread,
             "per_seed_shift_log10": diff.tolist(), "statement": text}

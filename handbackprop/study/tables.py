@@ -1,31 +1,19 @@
-"""Tables that aggregate many training runs: searches, final runs, ablation, augmentation vs lambda."""
+"""Tables that aggregate many training runs: searches, final runs, ablation, augmentation vs λ."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .atomic import atomic_path, write_json
-from .data.splits import load_split
-from .experiment import confusion_matrix, load_weights
-from .nn.network import Network
-from .nn.train import ensemble_metrics
-from .search import best_row, lambda_shift_statement
+from ..data.splits import load_split
+from ..nn.network import Network
+from ..nn.train import ensemble_metrics
+from ..runfiles import load_weights, read_runs
+from .grids import best_row, fine_exponents, lam_labels, lam_shift_statement
+from .runs import confusion_matrix
 
-ROW_KEYS = ("lambda", "log10_lambda", "seed", "val_accuracy", "val_cost", "val_loss",
+ROW_KEYS = ("lam", "log10_lam", "seed", "val_accuracy", "val_cost", "val_loss",
             "train_accuracy", "train_cost", "train_loss", "seconds")
-
-
-def read_runs(paths) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in paths]
-
-
-def write_table(table: dict, json_path, csv_path):
-    with atomic_path(csv_path) as tmp:
-        pd.DataFrame(table["rows"]).to_csv(tmp, index=False)
-    write_json(json_path, table)
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -33,14 +21,25 @@ def mean_std(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def search_table(paths, stage: str, model: str) -> dict:
+def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dict:
+    """One search's rows (sorted by lam) and its best; what the next stage trains at.
+
+    The coarse table also writes the fine grid it implies (`fine`: n, half_width, l_min,
+    l_max), the fine table the lam of the final runs, so every later job reads a plain value.
+    """
     rows = []
     for p, m in zip(paths, read_runs(paths)):
         row = {k: m.get(k) for k in ROW_KEYS}
-        row["run"] = Path(p).parent.name
+        row["run"] = str(Path(*Path(p).parent.parts[-2:]))
         rows.append(row)
-    rows.sort(key=lambda r: r["lambda"])
-    return {"stage": stage, "model": model, "rows": rows, "best": best_row(rows)}
+    rows.sort(key=lambda r: r["lam"])
+    table = {"stage": stage, "model": model, "rows": rows, "best": best_row(rows)}
+    if fine is not None:
+        exps = fine_exponents(rows, fine["n"], fine["half_width"], fine["l_min"], fine["l_max"])
+        table["fine_grid"] = lam_labels([10.0 ** e for e in exps])
+    else:
+        table["final_lam"] = table["best"]["lam"]
+    return table
 
 
 def networks_from(weight_paths, spec: dict, dtype: str) -> list[Network]:
@@ -64,15 +63,15 @@ def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool
     runs = read_runs(run_paths)
     accs = [r["test_accuracy"] for r in runs]
     mean, std = mean_std(accs)
-    out = {"model": model, "lambda": runs[0]["lambda"], "seeds": [r["seed"] for r in runs],
+    out = {"model": model, "lam": runs[0]["lam"], "seeds": [r["seed"] for r in runs],
            "test_accuracy": accs, "test_accuracy_mean": mean, "test_accuracy_std": std,
            "seconds": [r["seconds"] for r in runs], "spec": runs[0]["spec"],
            "code_hash": runs[0]["code_hash"], "cycles": runs[0]["cycles"]}
     text = (f"{model}: test accuracy {100 * mean:.2f}% ± {100 * std:.2f} over {len(accs)} seed(s), "
-            f"lambda {out['lambda']:.3g}")
+            f"λ {out['lam']:.3g}")
     if ensemble and len(weight_paths) > 1:
         out["ensemble"] = ensemble_of(weight_paths, runs[0]["spec"], dtype, load_split(split_dir),
-                                      out["lambda"])
+                                      out["lam"])
         text += f"; ensemble of {len(weight_paths)}: {100 * out['ensemble']['test_accuracy']:.2f}%"
     out["text"] = text
     return out
@@ -90,17 +89,19 @@ def ablation_table(run_paths, split_dir, dtype: str) -> dict:
         mean, std = mean_std(accs)
         rows.append({"variant": variant, "test_accuracy_mean": mean, "test_accuracy_std": std,
                      "seeds": len(items), "seconds_mean": mean_std([r["seconds"] for _, r in items])[0],
-                     "lambda": items[0][1]["lambda"]})
+                     "lam": items[0][1]["lam"]})
         if variant == "all" and len(items) > 1:
             data = data or load_split(split_dir)
             ens = ensemble_of([Path(p).with_name("weights.npz") for p, _ in items], items[0][1]["spec"],
-                              dtype, data, items[0][1]["lambda"])
+                              dtype, data, items[0][1]["lam"])
             rows.append({"variant": "all + ensemble", "test_accuracy_mean": ens["test_accuracy"],
                          "test_accuracy_std": 0.0, "seeds": len(items),
                          "seconds_mean": sum(r["seconds"] for _, r in items),
-                         "lambda": items[0][1]["lambda"]})
+                         "lam": items[0][1]["lam"]})
+    # No wall-clock time in the text: the same config must give the same text (timings are
+    # in `seconds_mean` and in the report's provenance).
     text = "\n".join(f"{r['variant']:>20}: {100 * r['test_accuracy_mean']:.2f}% ± "
-                     f"{100 * r['test_accuracy_std']:.2f} ({r['seconds_mean']:.0f} s)" for r in rows)
+                     f"{100 * r['test_accuracy_std']:.2f} over {r['seeds']} seed(s)" for r in rows)
     return {"rows": rows, "text": text}
 
 
@@ -108,17 +109,17 @@ def aug_vs_lambda(paths) -> dict:
     rows = []
     for m in read_runs(paths):
         rows.append({"augmentation": m["wildcards"]["aug"] == "aug", "seed": m["seed"],
-                     "lambda": m["lambda"], "log10_lambda": m["log10_lambda"],
+                     "lam": m["lam"], "log10_lam": m["log10_lam"],
                      "val_accuracy": m["val_accuracy"], "val_cost": m["val_cost"]})
-    rows.sort(key=lambda r: (r["augmentation"], r["seed"], r["lambda"]))
+    rows.sort(key=lambda r: (r["augmentation"], r["seed"], r["lam"]))
     best = {}
     for aug in (False, True):
         label = "augmentation" if aug else "no augmentation"
         best[label] = {}
         for seed in sorted({r["seed"] for r in rows}):
             sel = [r for r in rows if r["augmentation"] == aug and r["seed"] == seed]
-            best[label][str(seed)] = best_row(sel)["log10_lambda"]
+            best[label][str(seed)] = best_row(sel)["log10_lam"]
     seeds = sorted(best["no augmentation"])
-    shift = lambda_shift_statement(
+    shift = lam_shift_statement(
         {k: [best[k][s] for s in seeds] for k in best}, "no augmentation", "augmentation")
-    return {"rows": rows, "best_log10_lambda": best, "shift": shift}
+    return {"rows": rows, "best_log10_lam": best, "shift": shift}

@@ -1,0 +1,216 @@
+"""What config.yaml means for the study, without Snakemake: checks across fields, the spec of
+every training run, search settings, the lam grids, ablation variants and resource sizing.
+
+`workflow/rules/common.smk` turns these into paths and target lists; everything that decides a
+value lives here, with unit tests (tests/test_plan.py). The JSON schema
+(workflow/schemas/config.schema.yaml) checks each value alone; `validate` checks how they fit
+together, before any job starts, and names the key at fault.
+"""
+from __future__ import annotations
+
+from . import grids
+
+TRAIN_KEYS = {"batch_size", "eta_min", "eta_max", "n_s", "points_per_cycle", "train_eval_size",
+              "divergence_factor", "optimizer", "momentum", "flip", "max_shift"}
+CIFAR_TRAIN_IMAGES = 50_000  # the official training batches; the test batch is never split
+N_CLASSES = 10
+
+
+class ConfigError(ValueError):
+    """A configuration whose values are valid alone but not together; names the key."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"config error at {key}: {problem}")
+        self.key = key
+
+
+# ------------------------------------------------------------------------- training specs
+def model_spec(config: dict, model: str, **overrides) -> dict:
+    """The training defaults with the model's own settings, then `overrides`, on top."""
+    spec = {**config["training"], **config["models"][model], **overrides}
+    spec.setdefault("dropout", 0.0)
+    return spec
+
+
+def spec_key(config: dict, model: str, name: str) -> str:
+    """Where a spec value comes from: the model's own entry, or the training defaults."""
+    return f"models.{model}.{name}" if name in config["models"][model] else f"training.{name}"
+
+
+def step_size(spec: dict, n_train: int) -> int:
+    """n_s in steps: `n_s_epochs` epochs, else `n_s`, else two epochs (Smith's 2-8 epochs)."""
+    batches = n_train // int(spec.get("batch_size", 100))
+    if spec.get("n_s_epochs"):
+        return int(spec["n_s_epochs"]) * batches
+    return int(spec["n_s"]) if spec.get("n_s") else 2 * batches
+
+
+def source_train_images(config: dict) -> int:
+    """Training images in the source tarball (before a split takes its validation rows)."""
+    synth = config["data"].get("synthetic")
+    return N_CLASSES * synth["per_class_train"] if synth else CIFAR_TRAIN_IMAGES
+
+
+def train_rows(config: dict, split: str) -> int:
+    return source_train_images(config) - config["data"]["splits"][split]["n_val"]
+
+
+def search_settings(config: dict, model: str) -> dict:
+    per = config["search"]["per_model"].get(model, {})
+    return {
+        "n_coarse": per.get("n_coarse", config["search"]["coarse"]["n"]),
+        "n_fine": per.get("n_fine", config["search"]["fine"]["n"]),
+        "coarse_cycles": per.get("cycles", config["search"]["coarse"]["cycles"]),
+        "fine_cycles": per.get("cycles", config["search"]["fine"]["cycles"]),
+    }
+
+
+def ablation_variants(config: dict) -> dict[str, dict]:
+    """Each improvement of the ablated model switched off in turn, and all off together;
+    'all' (every improvement on) is the model's final runs themselves."""
+    abl = config.get("bonus", {}).get("ablation")
+    m = config["models"][abl["model"]] if abl else {}
+    variants = {}
+    if max(m.get("hidden") or [0]) > 50:
+        variants["no_width"] = {"hidden": [50]}
+    if m.get("dropout", 0.0) > 0:
+        variants["no_dropout"] = {"dropout": 0.0}
+    if m.get("flip") or m.get("max_shift"):
+        variants["no_augmentation"] = {"flip": False, "max_shift": 0}
+    if m.get("optimizer", "sgd") != "sgd":
+        variants["no_momentum"] = {"optimizer": "sgd"}
+    all_off = {}
+    for v in variants.values():
+        all_off.update(v)
+    variants["all_off"] = all_off
+    return variants
+
+
+def aug_spec(config: dict, aug: str) -> dict:
+    """The aug-vs-lam experiment's spec with augmentation on ('aug') or off ('noaug')."""
+    avl = config["bonus"]["aug_vs_lambda"]
+    on = aug == "aug"
+    return model_spec(config, avl["model"], flip=avl["flip"] if on else False,
+                      max_shift=avl["max_shift"] if on else 0)
+
+
+# ---------------------------------------------------------------------------- lam grids
+def coarse_grid(config: dict, model: str) -> dict[str, float]:
+    """{folder label: lam} of one model's coarse search."""
+    c = config["search"]["coarse"]
+    exps = grids.coarse_exponents(c["l_min"], c["l_max"], search_settings(config, model)["n_coarse"],
+                                  c["sampling"], c["seed"])
+    return grids.lam_labels([10.0 ** e for e in exps])
+
+
+def fine_grid_settings(config: dict, model: str) -> dict:
+    """What the coarse table needs to write the fine grid it implies."""
+    c, f = config["search"]["coarse"], config["search"]["fine"]
+    return {"n": search_settings(config, model)["n_fine"], "half_width": f["half_width"],
+            "l_min": c["l_min"], "l_max": c["l_max"]}
+
+
+def aug_grid(config: dict) -> dict[str, float]:
+    """{folder label: lam} of the aug-vs-lam experiment."""
+    return grids.lam_labels([10.0 ** e for e in config["bonus"]["aug_vs_lambda"]["exponents"]])
+
+
+# ---------------------------------------------------------------------------- resources
+def train_mem_mb(config: dict, model: str) -> int:
+    """Measured on the real data: ~700 MB resident (mostly the memory-mapped split), plus the
+    weights, gradients, optimiser state and evaluation chunks, which grow with the width."""
+    width = sum(config["models"][model]["hidden"]) or 10
+    return 1000 + (width * 3072 * 4 * 8) // 10**6
+
+
+def train_runtime(config: dict, model: str, cycles: int) -> int:
+    """Minutes, with ~3x headroom over the benchmarks (m=50: 20 s, m=500: 4 min for 3 cycles)."""
+    width = sum(config["models"][model]["hidden"]) or 10
+    return max(5, int(3 * cycles * (0.2 + width / 200)))
+
+
+def bug_table_settings(config: dict) -> dict:
+    """The planted-bug table's gates: the configured gates on smaller budgets."""
+    g, b = config["gates"], config["gates"]["bug_table"]
+    return {
+        "gradcheck": {**g["gradcheck"], "n_images": b["n_images"], "fd_coords": 5},
+        "overfit": {**g["overfit"], "steps": b["overfit_steps"],
+                    "variants": {"two_layer": {"hidden": [50]}}},
+        "trajectory": {**g["trajectory"],
+                       "variants": {k: v for k, v in g["trajectory"]["variants"].items()
+                                    if v.get("optimizer", "sgd") == "sgd"}},
+    }
+
+
+# ---------------------------------------------------------------------------- validation
+def training_uses(config: dict) -> list[tuple[str, str, dict]]:
+    """(where, split, spec) of every kind of training run this config asks for."""
+    uses = [(f"search.models ({m})", "search", model_spec(config, m)) for m in config["search"]["models"]]
+    uses += [(f"final.models ({m})", "final", model_spec(config, m)) for m in config["final"]["models"]]
+    bonus = config.get("bonus", {})
+    if bonus.get("ablation"):
+        m = bonus["ablation"]["model"]
+        uses += [(f"bonus.ablation ({v})", "final", model_spec(config, m, **o))
+                 for v, o in ablation_variants(config).items()]
+    if bonus.get("aug_vs_lambda"):
+        uses.append(("bonus.aug_vs_lambda", "search", aug_spec(config, "aug")))
+    return uses
+
+
+def _model_of(where: str, config: dict) -> str:
+    """The model a training use trains (for naming the key at fault)."""
+    if where.startswith("bonus.ablation"):
+        return config["bonus"]["ablation"]["model"]
+    if where.startswith("bonus.aug_vs_lambda"):
+        return config["bonus"]["aug_vs_lambda"]["model"]
+    return where.split("(")[1].rstrip(")")
+
+
+def validate(config: dict) -> None:
+    """Raise ConfigError naming the first key whose value does not fit the others."""
+    models = config["models"]
+    for key in ("search", "final"):
+        for m in config[key]["models"]:
+            if m not in models:
+                raise ConfigError(f"{key}.models", f"unknown model {m!r}; defined: {sorted(models)}")
+    for m in config["final"]["models"]:
+        if m not in config["search"]["models"]:
+            raise ConfigError("final.models", f"{m!r} needs a lambda search: add it to search.models")
+    for m in config["final"]["ensemble"]:
+        if m not in config["final"]["models"]:
+            raise ConfigError("final.ensemble", f"{m!r} is not in final.models")
+    c = config["search"]["coarse"]
+    if not c["l_min"] < c["l_max"]:
+        raise ConfigError("search.coarse", "l_min must be below l_max")
+    for m in config["search"]["per_model"]:
+        if m not in models:
+            raise ConfigError("search.per_model", f"unknown model {m!r}")
+    bonus = config.get("bonus", {})
+    for name in ("ablation", "aug_vs_lambda"):
+        if bonus.get(name) and bonus[name]["model"] not in models:
+            raise ConfigError(f"bonus.{name}.model", f"unknown model {bonus[name]['model']!r}")
+    if bonus.get("ablation") and bonus["ablation"]["model"] not in config["final"]["models"]:
+        raise ConfigError("bonus.ablation.model",
+                          "the ablated model needs its final runs (add it to final.models)")
+
+    total = source_train_images(config)
+    for split, s in config["data"]["splits"].items():
+        if s["n_val"] >= total:
+            raise ConfigError(f"data.splits.{split}.n_val",
+                              f"{s['n_val']} validation images leave none of the {total} training "
+                              f"images to train on")
+    for where, split, spec in training_uses(config):
+        m = _model_of(where, config)
+        n = train_rows(config, split)
+        if spec["batch_size"] > n:
+            raise ConfigError(spec_key(config, m, "batch_size"),
+                              f"batch of {spec['batch_size']} is larger than the {n} training rows "
+                              f"of the {split} split ({where})")
+        if step_size(spec, n) < 1:
+            raise ConfigError(spec_key(config, m, "n_s_epochs" if spec.get("n_s_epochs") else "n_s"),
+                              f"the half-cycle n_s would be 0 steps for {where}")
+        if spec["eta_min"] > spec["eta_max"]:
+            own = "eta_max" if "eta_max" in config["models"][m] else "eta_min"
+            raise ConfigError(spec_key(config, m, own),
+                              f"eta_min {spec['eta_min']:g} is above eta_max {spec['eta_max']:g} "
+                              f"({where})")

@@ -1,0 +1,178 @@
+"""What the config means (handbackprop/study/plan.py) and how λ is chosen (grids, tables),
+on constructed inputs whose right answer is known."""
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from handbackprop.study import grids, plan, tables
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_config(*overlays):
+    """config.yaml with the quick profile and `overlays` merged on top, as Snakemake does."""
+    def merge(base, over):
+        for k, v in over.items():
+            base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return base
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for over in (yaml.safe_load((REPO / "config" / "quick.yaml").read_text()), *overlays):
+        cfg = merge(cfg, copy.deepcopy(over))
+    return cfg
+
+
+@pytest.fixture
+def quick():
+    return load_config()
+
+
+# ------------------------------------------------------------------ cross-field checks
+BAD = {
+    # A batch larger than the quick profile's 500 training rows: n_s would be 0 steps.
+    "batch larger than the split": ({"training": {"batch_size": 1000}}, "training.batch_size"),
+    "model batch larger than the split": ({"models": {"mlp50": {"hidden": [50], "batch_size": 600}}},
+                                          "models.mlp50.batch_size"),
+    "eta_min above eta_max": ({"training": {"eta_min": 0.5}}, "training.eta_min"),
+    "model eta_max below eta_min": ({"models": {"bonus": {"eta_max": 1e-6}}}, "models.bonus.eta_max"),
+    "n_val takes every image": ({"data": {"splits": {"final": {"n_val": 600, "seed": 1}}}},
+                                "data.splits.final.n_val"),
+    "unknown final model": ({"final": {"models": ["linear", "deep"]}}, "final.models"),
+    "ensemble of a model without finals": ({"final": {"ensemble": ["resnet"]}}, "final.ensemble"),
+    "final model without a search": ({"search": {"models": ["linear"]}}, "final.models"),
+    "empty coarse range": ({"search": {"coarse": {"l_min": -1, "l_max": -3}}}, "search.coarse"),
+    "ablation of a model without finals": ({"final": {"models": ["linear"], "ensemble": []}},
+                                           "bonus.ablation.model"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_validate_names_the_key_at_fault(case):
+    overlay, key = BAD[case]
+    with pytest.raises(plan.ConfigError, match=rf"config error at {key.replace('.', '[.]')}:") as err:
+        plan.validate(load_config(overlay))
+    assert err.value.key == key
+
+
+def test_validate_accepts_the_shipped_configs(quick):
+    plan.validate(quick)
+    plan.validate(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+def test_the_last_valid_batch_passes_and_one_more_fails():
+    plan.validate(load_config({"training": {"batch_size": 500}}))  # 500 rows: one batch per epoch
+    with pytest.raises(plan.ConfigError, match="batch of 501 is larger than the 500 training rows"):
+        plan.validate(load_config({"training": {"batch_size": 501}}))
+
+
+# ------------------------------------------------------------------ specs and settings
+def test_model_spec_layers_defaults_model_and_overrides(quick):
+    spec = plan.model_spec(quick, "bonus", dropout=0.0)
+    assert spec["batch_size"] == quick["training"]["batch_size"]  # default
+    assert spec["eta_max"] == quick["models"]["bonus"]["eta_max"]  # the model's own
+    assert spec["dropout"] == 0.0  # the override wins over the model's 0.3
+    assert plan.model_spec(quick, "linear")["dropout"] == 0.0  # filled in when absent
+
+
+def test_step_size_in_epochs_steps_or_default():
+    assert plan.step_size({"batch_size": 100, "n_s": None}, 45_000) == 900  # 2 epochs
+    assert plan.step_size({"batch_size": 100, "n_s": 500}, 45_000) == 500
+    assert plan.step_size({"batch_size": 100, "n_s": 500, "n_s_epochs": 4}, 45_000) == 1800
+    assert plan.step_size({"batch_size": 100, "n_s": None}, 99) == 0  # what validate refuses
+
+
+def test_search_settings_per_model(quick):
+    assert plan.search_settings(quick, "bonus") == {"n_coarse": 3, "n_fine": 2, "coarse_cycles": 1,
+                                                    "fine_cycles": 1}
+    assert plan.search_settings(quick, "linear")["n_coarse"] == quick["search"]["coarse"]["n"]
+
+
+def test_ablation_switches_each_improvement_off_then_all(quick):
+    v = plan.ablation_variants(quick)
+    assert v["no_dropout"] == {"dropout": 0.0}
+    assert v["no_augmentation"] == {"flip": False, "max_shift": 0}
+    assert v["no_momentum"] == {"optimizer": "sgd"}
+    assert "no_width" in v  # the quick bonus is 64 wide
+    assert v["all_off"] == {**v["no_width"], **v["no_dropout"], **v["no_augmentation"], **v["no_momentum"]}
+
+
+def test_aug_spec_switches_only_augmentation(quick):
+    on, off = plan.aug_spec(quick, "aug"), plan.aug_spec(quick, "noaug")
+    assert on["flip"] and on["max_shift"] == 3 and not off["flip"] and off["max_shift"] == 0
+    assert {k: v for k, v in on.items() if k not in ("flip", "max_shift")} == \
+        {k: v for k, v in off.items() if k not in ("flip", "max_shift")}
+
+
+# ------------------------------------------------------------------------ lam grids
+def test_lam_labels_name_folders_and_keep_exact_values():
+    lams = [10.0 ** e for e in (-5, -3.5, -2)]
+    labels = grids.lam_labels(lams)
+    assert list(labels) == ["lam_1.00e-05", "lam_3.16e-04", "lam_1.00e-02"]
+    assert list(labels.values()) == lams  # the float itself, not the rounded label
+
+
+def test_lam_labels_add_digits_rather_than_merge_two_runs():
+    labels = grids.lam_labels([1.001e-3, 1.002e-3])
+    assert len(labels) == 2 and "lam_1.001e-03" in labels
+    with pytest.raises(ValueError, match="repeated"):
+        grids.lam_labels([1e-3, 1e-3])
+
+
+def test_coarse_grid_is_evenly_spaced_in_log10(quick):
+    grid = plan.coarse_grid(quick, "linear")  # quick: 4 points over [-5, -1]
+    assert [round(math.log10(v), 12) for v in grid.values()] == pytest.approx([-5, -11 / 3, -7 / 3, -1])
+
+
+# ------------------------------------------------------------------------ selection
+def row(lam, acc, cost=1.0):
+    return {"lam": lam, "log10_lam": math.log10(lam), "val_accuracy": acc, "val_cost": cost}
+
+
+def test_best_row_is_the_highest_validation_accuracy():
+    rows = [row(1e-4, 0.40), row(1e-3, 0.47), row(1e-2, 0.45)]
+    assert grids.best_row(rows)["lam"] == 1e-3
+
+
+def test_ties_go_to_the_lower_validation_cost():
+    rows = [row(1e-4, 0.47, cost=1.9), row(1e-3, 0.47, cost=1.7), row(1e-2, 0.47, cost=1.8)]
+    assert grids.best_row(rows)["lam"] == 1e-3
+
+
+def test_fine_grid_is_centred_on_the_coarse_best():
+    rows = [row(10.0 ** e, acc) for e, acc in ((-5, 0.3), (-3, 0.5), (-1, 0.2))]
+    assert grids.fine_exponents(rows, 5, 0.5, -5, -1) == pytest.approx([-3.5, -3.25, -3, -2.75, -2.5])
+
+
+@pytest.mark.parametrize("edge, expected", [(-5, [-5, -4]), (-1, [-2, -1])])
+def test_fine_grid_is_shifted_not_shrunk_at_an_edge(edge, expected):
+    rows = [row(10.0 ** e, 0.5 if e == edge else 0.3) for e in (-5, -3, -1)]
+    exps = grids.fine_exponents(rows, 3, 0.5, -5, -1)
+    assert [exps[0], exps[-1]] == pytest.approx(expected)
+
+
+def write_runs(tmp_path, stage, points):
+    paths = []
+    for i, (lam, acc) in enumerate(points):
+        p = tmp_path / stage / grids.lam_label(lam) / "seed1" / "metrics.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps({**row(lam, acc), "seed": 1, "val_loss": 1.0, "train_accuracy": 0.5,
+                                 "train_cost": 1.0, "train_loss": 1.0, "seconds": 1.0}))
+        paths.append(p)
+    return paths
+
+
+def test_coarse_table_writes_the_fine_grid_and_fine_table_the_final_lam(tmp_path):
+    coarse = tables.search_table(
+        write_runs(tmp_path, "coarse", [(1e-5, 0.30), (1e-3, 0.52), (1e-1, 0.25)]), "coarse", "m",
+        fine={"n": 3, "half_width": 0.5, "l_min": -5, "l_max": -1})
+    assert coarse["best"]["lam"] == 1e-3
+    assert list(coarse["fine_grid"]) == ["lam_3.16e-04", "lam_1.00e-03", "lam_3.16e-03"]
+    fine = tables.search_table(
+        write_runs(tmp_path, "fine", [(lam, acc) for lam, acc in
+                                      zip(coarse["fine_grid"].values(), (0.51, 0.50, 0.53))]),
+        "fine", "m")
+    assert fine["final_lam"] == pytest.approx(10 ** -2.5)  # the fine best, not the coarse one
+    assert [r["run"] for r in fine["rows"]] == [f"{label}/seed1" for label in coarse["fine_grid"]]
