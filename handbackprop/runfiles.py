@@ -1,6 +1,6 @@
 """The files of a training run and of a table of runs, written atomically (see atomic.py).
 
-A run folder holds ``history.csv``, ``weights.npz`` (final runs) and ``metrics.json``,
+A run folder holds ``history.csv``, ``weights.npz`` and ``metrics.json``,
 written in that order: the presence of metrics.json means the run is complete.
 """
 from __future__ import annotations

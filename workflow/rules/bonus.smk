@@ -67,6 +67,7 @@ use rule coarse_run as aug_lambda_run with:
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/history.csv",
+        weights=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/weights.npz",
     log:
         f"{R}/logs/bonus/aug_vs_lambda/{{aug}}_{{lam}}_seed{{seed}}.log",
     benchmark:

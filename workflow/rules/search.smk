@@ -11,6 +11,7 @@ rule coarse_run:
     output:
         metrics=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/history.csv",
+        weights=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/weights.npz",
     log:
         f"{R}/logs/search/{{model}}/coarse/{{lam}}_seed{{seed}}.log",
     benchmark:
@@ -45,6 +46,7 @@ use rule coarse_run as fine_run with:
     output:
         metrics=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/history.csv",
+        weights=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/weights.npz",
     log:
         f"{R}/logs/search/{{model}}/fine/{{lam}}_seed{{seed}}.log",
     benchmark:
