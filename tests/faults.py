@@ -107,3 +107,32 @@ def dead_pid():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def killed_writer(dest, payload=b"partial"):
+    """Kill -9 a process in the middle of an atomic write of ``dest``; return its pid.
+
+    The child writes ``payload`` to its temp file, says so, and waits to be killed,
+    so its temp file is left exactly as a SIGKILLed job leaves it.
+    """
+    import os
+    import signal
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys, time\n"
+            "from handbackprop.atomic import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(sys.argv[2].encode())\n"
+            "    print('ready', flush=True)\n"
+            "    time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(dest), payload.decode()],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    return proc.pid

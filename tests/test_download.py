@@ -187,3 +187,17 @@ def test_atomic_helpers_publish_only_on_success(tmp_path):
     text = (tmp_path / "s.json").read_text()
     assert text.index('"a"') < text.index('"b"') and '"n": 3' in text and "0.5" in text
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_partial_download_of_a_killed_process_is_removed(synthetic_tarball, tmp_path):
+    import faults
+
+    path, md5 = synthetic_tarball
+    dest = tmp_path / "cifar-10-python.tar.gz"
+    pid = faults.killed_writer(dest, payload=b"x" * 1000)
+    assert dest.with_name(f".{dest.name}.tmp-{pid}").exists()
+    lines = []
+    fetch(path, dest, md5, **{**FAST, "log": lines.append})
+    assert any(f".tmp-{pid}" in line and "no longer exists" in line for line in lines)
+    assert _md5(dest.read_bytes()) == md5
+    _assert_clean(dest.with_name("absent"))

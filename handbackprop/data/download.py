@@ -19,7 +19,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from handbackprop.atomic import atomic_path
+from handbackprop.atomic import atomic_path, remove_stale_temps
 
 __all__ = ["DownloadError", "fetch", "read_md5_file", "source_to_url"]
 
@@ -180,6 +180,9 @@ def fetch(source, dest, expected_md5, *, retries=4, backoff_s=1.0, timeout_s=60,
         log(f"warning: no expected md5 given for {url}; the download will not be verified")
     # Never leave a stale file that a failed run could be mistaken for.
     dest.unlink(missing_ok=True)
+    # A download killed with SIGKILL leaves its partial temp file (up to the whole tarball).
+    for stale in remove_stale_temps(dest):
+        log(f"removed {stale.name}, a partial download left by a process that no longer exists")
 
     started = time.monotonic()
     max_attempts = 1 + max(0, int(retries))
