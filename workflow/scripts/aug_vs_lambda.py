@@ -9,9 +9,10 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop import summaries  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop import summaries  # noqa: E402
 
-sm = snakemake  # noqa: F821
-table = summaries.aug_vs_lambda(sm.input.runs)
-summaries.write_table(table, sm.output.json, sm.output.csv)
-print(table["shift"]["statement"])
+    sm = snakemake  # noqa: F821
+    table = summaries.aug_vs_lambda(sm.input.runs)
+    summaries.write_table(table, sm.output.json, sm.output.csv)
+    print(table["shift"]["statement"])
