@@ -1,9 +1,14 @@
 """What every workflow stage script needs, without depending on Snakemake:
-logging into the rule's log file, BLAS threads, and the gate/code-hash contract."""
+logging into the rule's log file, errors that reach the console, BLAS threads,
+and the gate/code-hash contract."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -17,6 +22,83 @@ def log_to(path):
     stream = open(path, "w", buffering=1)
     sys.stdout = sys.stderr = stream
     return stream
+
+
+# Marks the one-line summary a failed stage writes as its log's last line (see failure_lines).
+FAILURE_MARK = "STAGE FAILED: "
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: line breaks become " | " so nothing scrolls off the console."""
+    return re.sub(r"\s*\n\s*", " | ", str(text).strip())
+
+
+def failure_line(rule: str, exc: BaseException) -> str:
+    """``"<rule>: <ExceptionType>: <message>"``; a ``SystemExit("why")`` is ``"<rule>: why"``."""
+    if isinstance(exc, SystemExit):
+        return f"{rule}: {_one_line(exc.code)}"
+    message = _one_line(exc)
+    return f"{rule}: {type(exc).__name__}: {message}" if message else f"{rule}: {type(exc).__name__}"
+
+
+@contextmanager
+def console_errors(rule: str, log_path=None):
+    """Run a stage so that its failure is one line on the console, and the traceback in the log.
+
+    Inside a stage script sys.stdout/err are the rule's log (log_to), so an
+    uncaught error would reach only the log and the console would say just
+    "Error in rule X". On an exception (or ``SystemExit("message")``) this
+    prints the traceback to sys.stderr (the log), ends the log with
+    FAILURE_MARK + the line, writes the line ``"<rule>: <Type>: <message>"`` to
+    the real console (sys.__stderr__), and exits with status 1. Ctrl-C and
+    ``SystemExit(0)`` pass through unchanged. ``log_path`` is named on the
+    console so the traceback is one click away.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            raise  # a deliberate exit status, not an error message
+        _report_failure(rule, e, log_path)
+        raise SystemExit(1) from None
+    except BaseException as e:  # noqa: BLE001 -- every error must reach the console
+        _report_failure(rule, e, log_path)
+        raise SystemExit(1) from None
+
+
+def _report_failure(rule, exc, log_path):
+    """Traceback and marked line to sys.stderr (the log); the line alone to the real console."""
+    line = failure_line(rule, exc)
+    if not isinstance(exc, SystemExit):
+        traceback.print_exception(exc, file=sys.stderr)
+    print(FAILURE_MARK + line, file=sys.stderr, flush=True)
+    console = sys.__stderr__
+    if console is not None and console is not sys.stderr:
+        where = f" (traceback in {log_path})" if log_path else ""
+        print(line + where, file=console, flush=True)
+
+
+def failure_lines(log_root, since: float | None = None) -> list[str]:
+    """The one-line failures recorded in the logs under ``log_root`` (files changed at or after ``since``).
+
+    For a workflow's ``onerror:`` handler, so that the console ends with what
+    went wrong rather than only "Exiting because a job execution failed".
+    ``since`` (a time.time() from ``onstart:``) skips logs of earlier runs.
+    """
+    lines = []
+    for dirpath, _dirs, files in os.walk(log_root):
+        for name in sorted(files):
+            path = Path(dirpath) / name
+            try:
+                if since is not None and path.stat().st_mtime < since:
+                    continue
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue  # a log being rotated or removed: nothing to report from it
+            lines += [ln[len(FAILURE_MARK):] for ln in text.splitlines() if ln.startswith(FAILURE_MARK)]
+    return sorted(lines)
 
 
 def limit_threads(n: int):

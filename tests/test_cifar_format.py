@@ -5,6 +5,7 @@ import importlib.util
 import io
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
@@ -182,3 +183,72 @@ def test_shared_builder_output_is_accepted(tmp_path):
     assert d["label_names"] == CLASSES
     assert sum(d["batch_counts"]) == 50 and len(d["batch_counts"]) == 5
     assert np.bincount(d["y_train"], minlength=10).tolist() == [5] * 10
+
+
+# --------------------------------------------------------------------------- bounded allocation
+# A crafted member may ask for arrays far larger than itself; the unpickler must refuse
+# before allocating. 200,000 images is the issue's 620 MB; tracemalloc sees numpy's buffers.
+BIG = 200_000
+
+
+def _peak_bytes(fn):
+    """Peak bytes traced while fn() runs (numpy registers its array buffers with tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except Exception:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_direct_ndarray_call_member_is_refused(synthetic_tarball, tmp_path):
+    import faults
+
+    blob = faults.direct_ndarray_batch(BIG)
+    assert len(blob) < 300  # tiny member, 614 MB asked for
+    bad = faults.with_member(synthetic_tarball[0], tmp_path / "bad.tar.gz", BATCH_MEMBERS[0], blob)
+    with pytest.raises(UnsafePickleError) as err:
+        read_cifar_tarball(bad)
+    msg = str(err.value)
+    assert "numpy.ndarray(...) directly" in msg and BATCH_MEMBERS[0] in msg
+    assert _peak_bytes(lambda: safe_loads(blob)) < 1e6
+
+
+@pytest.mark.parametrize("craft, expected", [
+    ("big_reconstruct", "refusing _reconstruct"),
+    ("object_array_claim", "expected a list of 200000 items"),
+    ("empty_void_scalar", "refusing numpy scalar of dtype |V200000 (200000 bytes) from no data"),
+])
+def test_other_allocating_pickles_are_refused(craft, expected):
+    import faults
+
+    blob = getattr(faults, craft)(BIG)
+    with pytest.raises(UnsafePickleError, match=re.escape(expected)) as err:
+        safe_loads(blob, context="member_x")
+    assert "member_x" in str(err.value)
+    assert _peak_bytes(lambda: safe_loads(blob)) < 1e6
+
+
+def test_array_data_must_match_its_shape():
+    """Raw bytes shorter than the claimed shape are refused with both sizes named."""
+    import faults
+
+    assert safe_loads(faults.array_state((2, 3), np.uint8, bytes(range(6))))[1, 2] == 5
+    blob = faults.array_state((2, 3), np.uint8, b"\x00" * 5)
+    with pytest.raises(UnsafePickleError, match=r"\(6 bytes\): its pickled data is 5 bytes"):
+        safe_loads(blob)
+
+
+def test_unknown_opcode_is_a_clear_unpickling_error():
+    with pytest.raises(pickle.UnpicklingError, match="corrupt pickle in member_x"):
+        safe_loads(b"\x80\x02\x11.", context="member_x")
+
+
+def test_object_arrays_still_round_trip():
+    obj = np.array([b"a.png", b"b.png", None], dtype=object)
+    np.testing.assert_array_equal(safe_loads(pickle.dumps(obj, protocol=2)), obj)

@@ -187,3 +187,53 @@ def test_atomic_helpers_publish_only_on_success(tmp_path):
     text = (tmp_path / "s.json").read_text()
     assert text.index('"a"') < text.index('"b"') and '"n": 3' in text and "0.5" in text
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_partial_download_of_a_killed_process_is_removed(synthetic_tarball, tmp_path):
+    import faults
+
+    path, md5 = synthetic_tarball
+    dest = tmp_path / "cifar-10-python.tar.gz"
+    pid = faults.killed_writer(dest, payload=b"x" * 1000)
+    assert dest.with_name(f".{dest.name}.tmp-{pid}").exists()
+    lines = []
+    fetch(path, dest, md5, **{**FAST, "log": lines.append})
+    assert any(f".tmp-{pid}" in line and "no longer exists" in line for line in lines)
+    assert _md5(dest.read_bytes()) == md5
+    _assert_clean(dest.with_name("absent"))
+
+
+def test_official_url_unreachable_names_it_and_the_local_copy_fix(tmp_path, monkeypatch):
+    """No internet: DNS fails for the official host. The error says so and how to use a local copy."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from handbackprop.data.download import OFFICIAL_URL, SourceUnreachable
+
+    calls = []
+
+    def no_network(url, timeout):
+        calls.append(url)
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    dest = tmp_path / "c.tar.gz"
+    with pytest.raises(SourceUnreachable) as err:
+        fetch(OFFICIAL_URL, dest, None, **FAST)
+    msg = str(err.value)
+    assert msg.startswith(f"the official CIFAR-10 URL {OFFICIAL_URL} is unreachable "
+                          f"([Errno -3] Temporary failure in name resolution)")
+    assert "3 attempts" in msg and "data.url" in msg and "config.yaml" in msg
+    assert "config/shared-jpeg.yaml" in msg
+    assert err.value.attempts == 3 == len(calls) and err.value.url == OFFICIAL_URL
+    _assert_clean(dest)
+
+
+def test_server_errors_are_not_called_unreachable(http_server, tmp_path):
+    from handbackprop.data.download import SourceUnreachable
+
+    url = http_server.route("/c.tar.gz", status=503)
+    with pytest.raises(DownloadError) as err:
+        fetch(url, tmp_path / "c.tar.gz", None, **FAST)
+    assert not isinstance(err.value, SourceUnreachable) and "data.url" not in str(err.value)

@@ -5,10 +5,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from handbackprop.study import grids, plan, tables
+from handbackprop.nn.train import TrainingDiverged
+from handbackprop.study import grids, plan, runs, tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,3 +178,54 @@ def test_coarse_table_writes_the_fine_grid_and_fine_table_the_final_lam(tmp_path
         "fine", "m")
     assert fine["final_lam"] == pytest.approx(10 ** -2.5)  # the fine best, not the coarse one
     assert [r["run"] for r in fine["rows"]] == [f"{label}/seed1" for label in coarse["fine_grid"]]
+
+
+# ------------------------------------------------------------------ diverged search points
+def split_dir(tmp_path, n=200, d=3072, seed=0):
+    """A preprocessed-split folder of learnable blobs (what load_split reads)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, d))
+    for part, m in (("train", n), ("val", 50), ("test", 50)):
+        y = rng.integers(0, 10, m)
+        np.save(tmp_path / f"X_{part}.npy", (centres[y] + rng.normal(size=(m, d))).astype(np.float32))
+        np.save(tmp_path / f"y_{part}.npy", y.astype(np.int64))
+    np.savez(tmp_path / "norm.npz", mean=np.zeros(d), std=np.ones(d))
+    (tmp_path / "stats.json").write_text(json.dumps({"label_names": [str(i) for i in range(10)]}))
+    return tmp_path
+
+
+SPEC = {"hidden": [], "dropout": 0.0, "batch_size": 50, "eta_min": 1e-5, "eta_max": 0.01,
+        "n_s": None, "points_per_cycle": 2, "train_eval_size": 200, "divergence_factor": 10}
+
+
+def test_a_diverged_search_point_is_recorded_and_a_final_run_fails(tmp_path):
+    d = split_dir(tmp_path)
+    # 2*lam*eta_max = 20: the weight decay alone overshoots.
+    spec = {**SPEC, "eta_max": 10.0}
+    _, _, m = runs.run(d, spec, 1.0, 1, 1, "float64", False, record_divergence=True, log=lambda s: None)
+    assert m["diverged"] and m["val_accuracy"] is None
+    assert m["divergence"]["cause"] == "l2" and "lower lambda" in m["divergence"]["advice"]
+    json.dumps(m)  # a complete, JSON-safe metrics file
+    with pytest.raises(TrainingDiverged):
+        runs.run(d, spec, 1.0, 1, 1, "float64", False, record_divergence=False, log=lambda s: None)
+    _, _, ok = runs.run(d, SPEC, 1e-3, 1, 1, "float64", False, record_divergence=True, log=lambda s: None)
+    assert ok["diverged"] is False and ok["val_accuracy"] > 0.5
+
+
+def test_diverged_points_are_shown_but_never_chosen(tmp_path):
+    paths = write_runs(tmp_path, "coarse", [(1e-5, 0.30), (1e-3, 0.52), (1e-1, 0.99)])
+    m = json.loads(paths[2].read_text())
+    m.update(diverged=True, val_accuracy=None, val_cost=None,
+             divergence={"step": 7, "eta": 0.05, "advice": "lower lambda (below 10)"})
+    paths[2].write_text(json.dumps(m))
+    table = tables.search_table(paths, "coarse", "m", fine={"n": 3, "half_width": 0.5, "l_min": -5, "l_max": -1})
+    assert table["best"]["lam"] == 1e-3
+    assert [r["diverged"] for r in table["rows"]] == [False, False, True]
+    assert table["rows"][2]["diverged_step"] == 7
+
+
+def test_a_search_where_every_point_diverged_fails_with_the_advice():
+    rows = [{**row(1e-2, None), "diverged": True, "advice": "lower eta_max (now 10)"},
+            {**row(1e-1, None), "diverged": True, "advice": "lower eta_max (now 10)"}]
+    with pytest.raises(grids.EverySearchPointDiverged, match=r"every one of the 2 .*lower eta_max"):
+        grids.best_row(rows)

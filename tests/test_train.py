@@ -76,3 +76,63 @@ def test_training_refuses_code_the_gates_did_not_verify(tmp_path):
     failed.write_text(json.dumps({"passed": False, "failures": ["x"], "code_hash": code_hash()}))
     with pytest.raises(stage.UnverifiedCode, match="records a failure"):
         stage.require_verified([failed])
+
+
+def _diverge(lam, eta_max, optimizer="sgd"):
+    """Train the small net of run() with these settings; the TrainingDiverged raised, or None."""
+    X, y = blobs()
+    net = build_network(3072, [20], seed=0)
+    cfg = TrainConfig(lam=lam, eta_max=eta_max, cycles=1, batch_size=50, optimizer=optimizer)
+    try:
+        train(net, X[:500], y[:500], X[500:], y[500:], cfg, log=lambda s: None)
+    except TrainingDiverged as e:
+        return e
+    return None
+
+
+def _check_fields(err, lam, eta_max):
+    """The structured fields describe the step that tripped the check."""
+    from handbackprop.nn.schedule import cyclic_lr
+
+    n_s = 2 * (500 // 50)
+    assert err.lam == lam and err.eta_max == eta_max and err.step > 0
+    assert err.eta == pytest.approx(cyclic_lr(err.step, 1e-5, eta_max, n_s))
+    assert err.l2_factor == pytest.approx(2 * lam * err.eta)
+    assert not err.cost <= 10 * max(err.start_cost, 1.0)  # the divergence test really tripped
+    assert f"step {err.step}:" in str(err) and "raise lambda" not in str(err)
+
+
+def test_l2_overshoot_divergence_says_lower_lambda_or_eta_max():
+    """lam * eta large: weight decay alone overshoots; lowering either one (as advised) cures it."""
+    err = _diverge(lam=10.0, eta_max=0.5)
+    assert err is not None
+    _check_fields(err, 10.0, 0.5)
+    assert err.cause == "l2" and err.l2_factor >= 1
+    assert "lower lambda (below 1/(2*eta_max) = 1) or eta_max (below 1/(2*lambda) = 0.05)" in str(err)
+    assert _diverge(lam=0.9, eta_max=0.5) is None     # lambda below the advised bound
+    assert _diverge(lam=10.0, eta_max=0.045) is None  # eta_max below the advised bound
+
+
+def test_step_size_divergence_says_lower_eta_max_only():
+    """Small lam, huge eta: the loss step explodes; lowering eta_max cures it, raising lambda does not."""
+    err = _diverge(lam=1e-6, eta_max=30.0)
+    assert err is not None
+    _check_fields(err, 1e-6, 30.0)
+    assert err.cause == "step_size" and err.l2_factor < 1e-3
+    assert "lower eta_max (now 30; it diverged at eta=" in str(err)
+    assert "lower lambda" not in str(err)
+    assert _diverge(lam=1e-6, eta_max=0.5) is None
+    assert _diverge(lam=1e-1, eta_max=30.0) is not None  # the old advice, raise lambda, fails
+
+
+def test_divergence_record_is_json_safe_and_pickles():
+    import pickle
+
+    err = TrainingDiverged(step=7, cost=float("nan"), start_cost=2.3, eta=0.3, lam=2.0,
+                           eta_max=0.5, optimizer="adam")
+    d = json.loads(json.dumps(err.to_dict(), allow_nan=False))
+    assert d["cost"] is None and d["cost_finite"] is False and d["step"] == 7
+    assert d["cause"] == "step_size"  # Adam normalises its steps: the L2 factor says nothing
+    assert d["l2_factor"] == pytest.approx(1.2) and d["message"] == str(err)
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) and again.to_dict() == err.to_dict()

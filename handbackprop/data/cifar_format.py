@@ -5,10 +5,19 @@ pickle names. A restricted unpickler admits only the globals a CIFAR batch
 actually contains (numpy array reconstruction, and ``_codecs.encode`` that
 protocol-2 pickles use for bytes), so a tampered tarball fails loudly instead
 of executing code. Members are read straight from the .tar.gz, never extracted.
+
+Allow-listed callables can still allocate: ``numpy.ndarray((N, 3072), uint8)``
+is a 286-byte pickle that asks for N * 3072 zero bytes. So arrays are admitted
+only the way numpy itself pickles them -- ``_reconstruct(ndarray, (0,), 'b')``
+followed by ``__setstate__`` whose raw data is in the pickle -- and every
+array, and every scalar, must hold exactly as many bytes (or list items) as
+the pickle supplies. No pickle can then make us allocate more than a small
+multiple of its own size.
 """
 import codecs
 import importlib
 import io
+import math
 import pickle
 import tarfile
 import zlib
@@ -62,18 +71,101 @@ def _bytes_like(factory):
     return make
 
 
+class _NdarrayType:
+    """What the global ``numpy.ndarray`` resolves to: a token ``_reconstruct`` accepts.
+
+    Handing the pickle the real class would let it call ``ndarray(shape, dtype)``
+    and allocate an array of any size; this token refuses to be called.
+    """
+
+    def __call__(self, *args, **kwargs):
+        raise UnsafePickleError(
+            "refusing to call numpy.ndarray(...) directly (it allocates any shape the pickle "
+            "asks for); CIFAR batches build arrays only through _reconstruct")
+
+    def __repr__(self):
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayType()
+
+
+def _reconstruct_guard(ma):
+    """``_reconstruct`` as numpy's own pickles call it: ndarray, shape (0,), dtype 'b', nothing else."""
+    def _reconstruct(subtype, shape, dtype, *rest):
+        if subtype is not _NDARRAY or rest or shape != (0,) or dtype not in (b"b", "b"):
+            raise UnsafePickleError(
+                f"refusing _reconstruct{(subtype, shape, dtype, *rest)!r}: numpy pickles "
+                f"call it as _reconstruct(numpy.ndarray, (0,), b'b') and fill the array "
+                f"from its pickled state")
+        return ma._reconstruct(np.ndarray, (0,), b"b")  # an empty array: allocates nothing
+    return _reconstruct
+
+
+def _scalar_guard(ma):
+    """``scalar(dtype, raw)`` only with raw bytes of exactly the dtype's size (object: any value)."""
+    def scalar(dtype, raw=None):
+        if not isinstance(dtype, np.dtype):
+            raise UnsafePickleError(f"refusing numpy scalar of non-dtype {dtype!r}")
+        if dtype != np.dtype(object) and not (isinstance(raw, bytes) and len(raw) == dtype.itemsize):
+            # scalar(dtype) without data zero-fills dtype.itemsize bytes, which a pickle sets freely.
+            got = f"{len(raw)} bytes" if isinstance(raw, bytes) else "no data" if raw is None \
+                else type(raw).__name__
+            raise UnsafePickleError(
+                f"refusing numpy scalar of dtype {dtype} ({dtype.itemsize} bytes) from {got}")
+        return ma.scalar(dtype, raw)
+    return scalar
+
+
+def _check_array_state(state):
+    """Refuse an ndarray ``__setstate__`` whose array would be larger than the data it carries.
+
+    numpy checks raw bytes against the shape itself, but for object arrays it
+    allocates 8 bytes per element of the claimed shape before looking at the
+    list; so check both kinds here, before numpy sees the state.
+    """
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise UnsafePickleError(f"refusing array state of type {type(state).__name__} "
+                                f"(expected (version, shape, dtype, is_fortran, data))")
+    if len(state) == 5 and state[0] != 1:
+        raise UnsafePickleError(f"refusing array state version {state[0]!r} (expected 1)")
+    shape, dtype, _fortran, raw = state[-4:]
+    if not (isinstance(shape, tuple)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise UnsafePickleError(f"refusing array shape {shape!r}: expected a tuple of sizes >= 0")
+    if not isinstance(dtype, np.dtype):
+        raise UnsafePickleError(f"refusing array dtype {dtype!r}: not a numpy dtype")
+    count = math.prod(shape)  # Python ints: no overflow for absurd shapes
+    if dtype.hasobject:
+        # Object arrays pickle their elements as a list; structured dtypes with object
+        # fields would allocate itemsize per element with nothing in the pickle backing it.
+        if dtype != np.dtype(object):
+            raise UnsafePickleError(f"refusing structured array dtype {dtype} holding objects")
+        if not isinstance(raw, list) or len(raw) != count:
+            got = f"a list of {len(raw)}" if isinstance(raw, list) else type(raw).__name__
+            raise UnsafePickleError(
+                f"refusing object array of shape {shape}: its data is {got}, "
+                f"expected a list of {count} items")
+        return
+    if not isinstance(raw, bytes) or len(raw) != count * dtype.itemsize:
+        got = f"{len(raw)} bytes" if isinstance(raw, bytes) else type(raw).__name__
+        raise UnsafePickleError(
+            f"refusing array of shape {shape} and dtype {dtype} ({count * dtype.itemsize} "
+            f"bytes): its pickled data is {got}")
+
+
 def _allowed_globals():
     """Map (module, name) pairs a CIFAR pickle may reference to the objects to use."""
     ma = _multiarray()
     allowed = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
     # Old pickles (the official Python 2 files) name numpy.core; numpy 2 writes numpy._core.
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = ma._reconstruct
-        allowed[(module, "scalar")] = ma.scalar
+        allowed[(module, "_reconstruct")] = _reconstruct_guard(ma)
+        allowed[(module, "scalar")] = _scalar_guard(ma)
     # Plain data types. "__builtin__" is the Python 2 spelling, which Python 3 also
     # writes at protocol 2 (e.g. an empty array's b"" becomes __builtin__.bytes()).
     for module in ("builtins", "__builtin__"):
@@ -87,13 +179,44 @@ def _allowed_globals():
 _ALLOWED = _allowed_globals()
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only allow-listed globals; everything else is refused."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """Unpickler that resolves only allow-listed globals; everything else is refused.
+
+    Built on the pure-Python unpickler because only it lets us see each BUILD
+    (``obj.__setstate__(state)``) before it runs: that is where an array's size
+    is set, so that is where it is bounded. The cost is small: a CIFAR batch is
+    a few thousand opcodes around one large bytes object.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, context="pickle"):
         """``context`` names the data (e.g. the tar member) in error messages."""
         super().__init__(file, encoding="bytes")
         self.context = context
+
+    def load(self):
+        """Unpickle, naming ``context`` in every refusal."""
+        try:
+            return super().load()
+        except KeyError as e:
+            # The pure-Python unpickler's KeyError for an unknown opcode or memo key.
+            raise pickle.UnpicklingError(f"corrupt pickle in {self.context}: {e!r}") from None
+        except UnsafePickleError as e:
+            if self.context in str(e):
+                raise
+            raise UnsafePickleError(f"{e} in {self.context}") from None
+
+    def load_build(self):
+        """BUILD only arrays (with a bounded state) and dtypes: nothing else in a CIFAR pickle needs it."""
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.ndarray):
+            _check_array_state(state)
+        elif not isinstance(inst, np.dtype):
+            raise UnsafePickleError(f"refusing to set the state of a {type(inst).__name__}")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module, name):
         """Return the allow-listed object for ``module.name`` or raise UnsafePickleError."""

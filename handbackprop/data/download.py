@@ -19,11 +19,19 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from handbackprop.atomic import atomic_path
+from handbackprop.atomic import atomic_path, remove_stale_temps
 
-__all__ = ["DownloadError", "fetch", "read_md5_file", "source_to_url"]
+__all__ = ["DownloadError", "SourceUnreachable", "OFFICIAL_URL", "fetch", "read_md5_file",
+           "source_to_url"]
 
 CIFAR_ROOT = "cifar-10-batches-py/"
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# What to do when the source cannot be reached; the keys are the workflow's config keys.
+LOCAL_COPY_ADVICE = (
+    "to use a local copy instead, point data.url at it (a path or file:// URL, its md5 in "
+    "data.md5 or data.md5_file) in config.yaml or a --configfile, e.g. "
+    "--configfile config/shared-jpeg.yaml after building results/source/cifar-10-jpeg.tar.gz "
+    "from ../shared/datasets (README)")
 _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -31,8 +39,26 @@ class DownloadError(RuntimeError):
     """The tarball could not be fetched or failed verification."""
 
 
+class SourceUnreachable(DownloadError):
+    """No connection to the source host after every retry (no network, DNS, refused, timeout)."""
+
+    def __init__(self, url, reason, attempts):
+        self.url, self.reason, self.attempts = url, reason, attempts
+        which = "the official CIFAR-10 URL" if url == OFFICIAL_URL else "the source"
+        super().__init__(f"{which} {url} is unreachable ({reason}); giving up after "
+                         f"{attempts} attempts; {LOCAL_COPY_ADVICE}")
+
+
 class _TransientError(Exception):
-    """A failure worth retrying (network hiccup, 5xx, truncated body); internal only."""
+    """A failure worth retrying (network hiccup, 5xx, truncated body); internal only.
+
+    ``reason`` is set when no connection was made at all (host unreachable), as
+    opposed to a server that answered badly.
+    """
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason
 
 
 def source_to_url(source):
@@ -94,9 +120,11 @@ def _stream(url, tmp, timeout_s, chunk_bytes, log):
         if isinstance(e.reason, (FileNotFoundError, IsADirectoryError, PermissionError)):
             # A missing local file will not appear by waiting.
             raise DownloadError(f"source not readable: {url} ({e.reason})") from e
-        raise _TransientError(f"source unreachable: {url} ({e.reason})") from e
-    except (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
-        raise _TransientError(f"source unreachable: {url} ({e!r})") from e
+        raise _TransientError(f"source unreachable: {url} ({e.reason})", reason=str(e.reason)) from e
+    except (TimeoutError, socket.timeout, ConnectionError) as e:
+        raise _TransientError(f"source unreachable: {url} ({e!r})", reason=repr(e)) from e
+    except http.client.HTTPException as e:
+        raise _TransientError(f"bad response from {url} ({e!r})") from e
 
     md5 = hashlib.md5()
     done = 0
@@ -167,7 +195,8 @@ def fetch(source, dest, expected_md5, *, retries=4, backoff_s=1.0, timeout_s=60,
     (unreachable host, timeouts, HTTP 5xx, truncated body), with exponential
     backoff ``backoff_s * 2**k``. HTTP 4xx, checksum mismatches and malformed
     archives are not retried. If ``expected_md5`` is empty/None the digest is
-    recorded but not checked.
+    recorded but not checked. When no connection could be made on any attempt
+    the error is SourceUnreachable, whose message says how to use a local copy.
 
     Returns provenance: {"source", "url", "dest", "md5", "bytes", "seconds",
     "attempts", "md5_verified"}. Raises DownloadError on failure, after which
@@ -180,6 +209,9 @@ def fetch(source, dest, expected_md5, *, retries=4, backoff_s=1.0, timeout_s=60,
         log(f"warning: no expected md5 given for {url}; the download will not be verified")
     # Never leave a stale file that a failed run could be mistaken for.
     dest.unlink(missing_ok=True)
+    # A download killed with SIGKILL leaves its partial temp file (up to the whole tarball).
+    for stale in remove_stale_temps(dest):
+        log(f"removed {stale.name}, a partial download left by a process that no longer exists")
 
     started = time.monotonic()
     max_attempts = 1 + max(0, int(retries))
@@ -194,6 +226,8 @@ def fetch(source, dest, expected_md5, *, retries=4, backoff_s=1.0, timeout_s=60,
                 _check_cifar_tar(tmp, url)
         except _TransientError as e:
             if attempt == max_attempts:
+                if e.reason is not None:
+                    raise SourceUnreachable(url, e.reason, attempt) from e
                 raise DownloadError(f"{e}; giving up after {attempt} attempts") from e
             delay = backoff_s * 2 ** (attempt - 1)
             log(f"attempt {attempt} failed: {e}; retrying in {delay:.2f} s")

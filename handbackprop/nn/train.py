@@ -16,8 +16,62 @@ from . import augment, optim, schedule
 from .network import Network, metrics_from_probs
 
 
+# An SGD step multiplies each weight matrix by (1 - 2*lam*eta) before the loss gradient acts.
+# At 2*lam*eta >= 1 that factor is <= 0, so the L2 term alone flips the weights' sign every
+# step (and grows them once it passes 2): then lambda is part of the cause, not a cure.
+L2_OSCILLATION_FACTOR = 1.0
+
+
 class TrainingDiverged(RuntimeError):
-    """The cost became NaN/inf or rose far above its starting value."""
+    """The cost became NaN/inf or rose far above its starting value.
+
+    Fields: ``step``, ``cost`` (the mini-batch cost that tripped the check),
+    ``start_cost``, ``eta`` (at that step), ``lam``, ``eta_max``, ``optimizer``,
+    ``l2_factor`` (2 * lam * eta) and ``cause``: "l2" when the L2 step factor is
+    at least L2_OSCILLATION_FACTOR (lower lambda or eta_max), "step_size"
+    otherwise (lower eta_max). Adam normalises its steps, so for it the L2
+    factor says nothing and the cause is always "step_size".
+    """
+
+    def __init__(self, step: int, cost: float, start_cost: float, eta: float, lam: float,
+                 eta_max: float | None = None, optimizer: str = "sgd"):
+        self.step, self.cost, self.start_cost = int(step), float(cost), float(start_cost)
+        self.eta, self.lam = float(eta), float(lam)
+        self.eta_max = self.eta if eta_max is None else float(eta_max)
+        self.optimizer = optimizer
+        self.l2_factor = 2.0 * self.lam * self.eta
+        self.cause = ("l2" if optimizer != "adam" and self.l2_factor >= L2_OSCILLATION_FACTOR
+                      else "step_size")
+        super().__init__(f"training diverged at step {self.step}: mini-batch cost {self.cost:.4g} "
+                         f"(started at {self.start_cost:.4g}) with lambda={self.lam:.4g}, "
+                         f"eta={self.eta:.4g}; {self.advice}")
+
+    @property
+    def advice(self) -> str:
+        """What to change, for this cause."""
+        if self.cause == "l2":
+            return (f"the L2 step factor 2*lambda*eta = {self.l2_factor:.3g} is >= "
+                    f"{L2_OSCILLATION_FACTOR:g}, so the weight decay itself overshoots and the "
+                    f"weights oscillate: lower lambda (below 1/(2*eta_max) = "
+                    f"{1 / (2 * self.eta_max):.3g}) or eta_max (below 1/(2*lambda) = "
+                    f"{1 / (2 * self.lam):.3g})")
+        return (f"the L2 step factor 2*lambda*eta = {self.l2_factor:.3g} is small, so the "
+                f"gradient step of the loss is too large: lower eta_max (now {self.eta_max:.4g}; "
+                f"it diverged at eta={self.eta:.4g})")
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-safe dict (a non-finite cost becomes None, see cost_finite)."""
+        finite = math.isfinite(self.cost)
+        return {"step": self.step, "cost": self.cost if finite else None, "cost_finite": finite,
+                "start_cost": self.start_cost, "eta": self.eta, "lam": self.lam,
+                "eta_max": self.eta_max, "optimizer": self.optimizer,
+                "l2_factor": self.l2_factor, "cause": self.cause, "advice": self.advice,
+                "message": str(self)}
+
+    def __reduce__(self):
+        # The default would call TrainingDiverged(message); rebuild from the fields instead.
+        return (type(self), (self.step, self.cost, self.start_cost, self.eta, self.lam,
+                             self.eta_max, self.optimizer))
 
 
 @dataclass
@@ -122,10 +176,7 @@ def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=pr
         if start_cost is None:
             start_cost = cost
         if not math.isfinite(cost) or cost > cfg.divergence_factor * max(start_cost, 1.0):
-            raise TrainingDiverged(
-                f"training diverged at step {step}: mini-batch cost {cost:.4g} "
-                f"(started at {start_cost:.4g}) with lambda={cfg.lam:.4g}, eta={eta:.4g}; "
-                f"lower eta_max or raise lambda")
+            raise TrainingDiverged(step, cost, start_cost, eta, cfg.lam, cfg.eta_max, cfg.optimizer)
         result.step_costs.append(cost)
         opt.step(net.params, grads, eta)
     record(total)

@@ -34,9 +34,20 @@ def lam_labels(lams: list[float]) -> dict[str, float]:
     raise ValueError(f"lam grid values too close to name apart: {lams}")
 
 
+class EverySearchPointDiverged(RuntimeError):
+    """No point of a search trained to the end: there is no best λ to choose."""
+
+
 def best_row(rows: list[dict]) -> dict:
-    """Highest validation accuracy; ties go to the lower validation cost."""
-    return max(rows, key=lambda r: (r["val_accuracy"], -r["val_cost"]))
+    """Highest validation accuracy; ties go to the lower validation cost. Diverged points
+    (recorded, with no accuracy) are never the best."""
+    trained = [r for r in rows if not r.get("diverged")]
+    if not trained:
+        advice = "; ".join(sorted({r.get("advice") or "" for r in rows} - {""}))
+        raise EverySearchPointDiverged(
+            f"every one of the {len(rows)} λ values diverged, so there is no best λ"
+            + (f": {advice}" if advice else ""))
+    return max(trained, key=lambda r: (r["val_accuracy"], -r["val_cost"]))
 
 
 def fine_exponents(coarse_rows: list[dict], n: int, half_width: float, l_min: float,

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..data.splits import load_split
 from ..nn.network import build_network
-from ..nn.train import TrainConfig, ensemble_metrics, train
+from ..nn.train import TrainConfig, TrainingDiverged, TrainResult, ensemble_metrics, train
 from .plan import TRAIN_KEYS, step_size
 
 
@@ -25,18 +25,35 @@ def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
 
 
 def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
-        evaluate_test: bool, log=print):
-    """Train one model at a given lam; returns (net, result, metrics dict)."""
+        evaluate_test: bool, record_divergence: bool = False, log=print):
+    """Train one model at a given lam; returns (net, result, metrics dict).
+
+    With `record_divergence` (search points), a run that diverges is a result, not a failure:
+    its metrics say `diverged` with where and why (step, cost, eta, lam, advice), and the
+    tables leave it out of the choice of the best. Final runs let the error stop the job.
+    """
     data = load_split(split_dir)
     X, y = data["X_train"], data["y_train"]
     net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype, seed)
     cfg = train_config(spec, lam, cycles, seed, X.shape[0])
     log(f"training {spec['hidden'] or 'linear'} lam={lam:.4g} cycles={cycles} seed={seed} "
         f"n_train={X.shape[0]} n_val={data['X_val'].shape[0]} dtype={dtype}")
-    result = train(net, X, y, data["X_val"], data["y_val"], cfg, log=log)
+    try:
+        result = train(net, X, y, data["X_val"], data["y_val"], cfg, log=log)
+    except TrainingDiverged as err:
+        if not record_divergence:
+            raise
+        log(f"DIVERGED (recorded, the search goes on): {err}")
+        return net, TrainResult(), {
+            "lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
+            "cycles": cycles, "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
+            "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
+            "diverged": True, "divergence": err.to_dict(), "seconds": None,
+            "val_accuracy": None, "val_cost": None, "val_loss": None,
+            "train_accuracy": None, "train_cost": None, "train_loss": None}
     full_train = net.evaluate(X, y, lam)  # the history scores a subset; the end scores all
     metrics = {
-        "lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
+        "diverged": False, "lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
         "cycles": cycles, "n_s": result.n_s, "steps": result.steps, "seconds": result.seconds,
         "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
         "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),

@@ -31,6 +31,10 @@ def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dic
     for p, m in zip(paths, read_runs(paths)):
         row = {k: m.get(k) for k in ROW_KEYS}
         row["run"] = str(Path(*Path(p).parent.parts[-2:]))
+        row["diverged"] = bool(m.get("diverged"))
+        if row["diverged"]:
+            d = m["divergence"]
+            row.update(diverged_step=d["step"], diverged_eta=d["eta"], advice=d["advice"])
         rows.append(row)
     rows.sort(key=lambda r: r["lam"])
     table = {"stage": stage, "model": model, "rows": rows, "best": best_row(rows)}

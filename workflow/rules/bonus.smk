@@ -29,6 +29,7 @@ use rule final_run as ablation_run with:
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=True,
+        record_divergence=False,
 
 
 rule ablation_table:
@@ -85,6 +86,7 @@ use rule coarse_run as aug_lambda_run with:
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=False,
+        record_divergence=True,
 
 
 rule aug_vs_lambda:

@@ -27,6 +27,7 @@ use rule coarse_run as final_run with:
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=True,
+        record_divergence=False,  # a final run that diverges fails loudly
 
 
 rule final_summary:

@@ -32,6 +32,7 @@ rule coarse_run:
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=False,
+        record_divergence=True,  # a diverged λ is a search result, not a failure
     script:
         "../scripts/train_run.py"
 
@@ -61,6 +62,7 @@ use rule coarse_run as fine_run with:
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
         evaluate_test=False,
+        record_divergence=True,  # a diverged λ is a search result, not a failure
 
 
 # The table of one search; a checkpoint, because the next stage's lam values come from it.

@@ -1,4 +1,4 @@
-"""Snakemake script: validation accuracy against lambda with and without augmentation."""
+"""Snakemake script: validation accuracy against λ with and without augmentation."""
 import sys
 from pathlib import Path
 
@@ -9,10 +9,11 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop.runfiles import write_table  # noqa: E402
-from handbackprop.study import tables  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop.runfiles import write_table
+    from handbackprop.study import tables
 
-sm = snakemake  # noqa: F821
-table = tables.aug_vs_lambda(sm.input.runs)
-write_table(table, sm.output.json, sm.output.csv)
-print(table["shift"]["statement"])
+    sm = snakemake  # noqa: F821
+    table = tables.aug_vs_lambda(sm.input.runs)
+    write_table(table, sm.output.json, sm.output.csv)
+    print(table["shift"]["statement"])

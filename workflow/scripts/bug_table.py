@@ -9,18 +9,19 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-import pandas as pd  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    import pandas as pd  # noqa: E402
 
-from handbackprop.atomic import atomic_path, write_json  # noqa: E402
-from handbackprop.data.splits import load_split  # noqa: E402
-from handbackprop.gates.planted_bugs import run_catalogue  # noqa: E402
+    from handbackprop.atomic import atomic_path, write_json  # noqa: E402
+    from handbackprop.data.splits import load_split  # noqa: E402
+    from handbackprop.gates.planted_bugs import run_catalogue  # noqa: E402
 
-sm = snakemake  # noqa: F821
-data = load_split(Path(sm.input.stats).parent)
-rows = run_catalogue(data["X_train"], data["y_train"], sm.params.settings)
-if rows[0]["caught_by"]:
-    raise SystemExit(f"the correct code fails {rows[0]['caught_by']}: the gates are miscalibrated")
-with atomic_path(sm.output.csv) as tmp:
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-write_json(sm.output.json, {"rows": rows, "settings": sm.params.settings,
-                            "uncaught": [r["bug"] for r in rows[1:] if not r["caught_by"]]})
+    sm = snakemake  # noqa: F821
+    data = load_split(Path(sm.input.stats).parent)
+    rows = run_catalogue(data["X_train"], data["y_train"], sm.params.settings)
+    if rows[0]["caught_by"]:
+        raise SystemExit(f"the correct code fails {rows[0]['caught_by']}: the gates are miscalibrated")
+    with atomic_path(sm.output.csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_json(sm.output.json, {"rows": rows, "settings": sm.params.settings,
+                                "uncaught": [r["bug"] for r in rows[1:] if not r["caught_by"]]})

@@ -9,12 +9,13 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop.study import tables  # noqa: E402
-from handbackprop.atomic import write_json  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop.atomic import write_json
+    from handbackprop.study import tables
 
-sm = snakemake  # noqa: F821
-summary = tables.final_summary(
-    sm.input.runs, sm.input.weights, Path(sm.input.stats).parent, sm.wildcards.model,
-    ensemble=sm.params.ensemble, dtype=sm.params.dtype)
-write_json(sm.output.json, summary)
-print(summary["text"])
+    sm = snakemake  # noqa: F821
+    summary = tables.final_summary(
+        sm.input.runs, sm.input.weights, Path(sm.input.stats).parent, sm.wildcards.model,
+        ensemble=sm.params.ensemble, dtype=sm.params.dtype)
+    write_json(sm.output.json, summary)
+    print(summary["text"])

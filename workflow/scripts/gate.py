@@ -9,24 +9,25 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop.atomic import write_json, write_text  # noqa: E402
-from handbackprop.data.splits import load_split  # noqa: E402
-from handbackprop.gates.gradcheck import markdown_table  # noqa: E402
-from handbackprop.gates.runner import run_gate  # noqa: E402
-from handbackprop.nn import code_hash  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop.atomic import write_json, write_text  # noqa: E402
+    from handbackprop.data.splits import load_split  # noqa: E402
+    from handbackprop.gates.gradcheck import markdown_table  # noqa: E402
+    from handbackprop.gates.runner import run_gate  # noqa: E402
+    from handbackprop.nn import code_hash  # noqa: E402
 
-sm = snakemake  # noqa: F821
-data = load_split(Path(sm.input.stats).parent)
-evidence = run_gate(sm.params.gate, data["X_train"], data["y_train"], sm.params.settings)
-evidence["code_hash"] = code_hash()
-evidence["settings"] = sm.params.settings
-if sm.params.gate == "gradcheck" and evidence["variants"]:
-    print(markdown_table(evidence))
-for failure in evidence["failures"]:
-    print("FAILED:", failure)
-if not evidence["passed"]:
-    raise SystemExit(f"{sm.params.gate} gate failed: " + "; ".join(evidence["failures"]))
-if "table" in sm.output.keys():
-    write_text(sm.output.table, markdown_table(evidence))
-write_json(sm.output.json, evidence)
-print(f"{sm.params.gate} gate passed; code hash {evidence['code_hash'][:12]}")
+    sm = snakemake  # noqa: F821
+    data = load_split(Path(sm.input.stats).parent)
+    evidence = run_gate(sm.params.gate, data["X_train"], data["y_train"], sm.params.settings)
+    evidence["code_hash"] = code_hash()
+    evidence["settings"] = sm.params.settings
+    if sm.params.gate == "gradcheck" and evidence["variants"]:
+        print(markdown_table(evidence))
+    for failure in evidence["failures"]:
+        print("FAILED:", failure)
+    if not evidence["passed"]:
+        raise SystemExit(f"{sm.params.gate} gate failed: " + "; ".join(evidence["failures"]))
+    if "table" in sm.output.keys():
+        write_text(sm.output.table, markdown_table(evidence))
+    write_json(sm.output.json, evidence)
+    print(f"{sm.params.gate} gate passed; code hash {evidence['code_hash'][:12]}")

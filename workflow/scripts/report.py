@@ -9,9 +9,10 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop.report import build_report  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop.report import build_report  # noqa: E402
 
-sm = snakemake  # noqa: F821
-results = Path(sm.input.download).parents[1]  # {results}/data/download.json
-build_report(results, sm.params.config, sm.output.html, sm.output.md,
-             repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, run_paths=sm.input.trained)
+    sm = snakemake  # noqa: F821
+    results = Path(sm.input.download).parents[1]  # {results}/data/download.json
+    build_report(results, sm.params.config, sm.output.html, sm.output.md,
+                 repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, run_paths=sm.input.trained)

@@ -1,4 +1,4 @@
-"""Snakemake script: the table of every lam of one search, its best, and what the next stage trains at."""
+"""Snakemake script: the table of every λ of one search, its best, and what the next stage trains at."""
 import sys
 from pathlib import Path
 
@@ -9,11 +9,12 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop.runfiles import write_table  # noqa: E402
-from handbackprop.study import tables  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop.runfiles import write_table
+    from handbackprop.study import tables
 
-sm = snakemake  # noqa: F821
-table = tables.search_table(sm.input.runs, stage=sm.wildcards.stage, model=sm.wildcards.model,
-                            fine=sm.params.fine)
-write_table(table, sm.output.json, sm.output.csv)
-print(f"best λ {table['best']['lam']:.4g} (val acc {table['best']['val_accuracy']:.4f})")
+    sm = snakemake  # noqa: F821
+    table = tables.search_table(sm.input.runs, stage=sm.wildcards.stage, model=sm.wildcards.model,
+                                fine=sm.params.fine)
+    write_table(table, sm.output.json, sm.output.csv)
+    print(f"best λ {table['best']['lam']:.4g} (val acc {table['best']['val_accuracy']:.4f})")

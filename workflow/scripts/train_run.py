@@ -9,18 +9,20 @@ from handbackprop import stage  # noqa: E402
 stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
-from handbackprop import code_hashes  # noqa: E402
-from handbackprop.nn import code_hash  # noqa: E402
-from handbackprop.runfiles import write_run  # noqa: E402
-from handbackprop.study import runs  # noqa: E402
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop import code_hashes
+    from handbackprop.nn import code_hash
+    from handbackprop.runfiles import write_run
+    from handbackprop.study import runs
 
-sm = snakemake  # noqa: F821
-verified_hash = stage.require_verified(sm.input.gates)
-net, result, metrics = runs.run(
-    Path(sm.input.stats).parent, sm.params.spec, float(sm.params.lam), sm.params.cycles,
-    sm.params.seed, sm.params.dtype, sm.params.evaluate_test, log=print)
-if code_hash() != verified_hash:
-    raise stage.UnverifiedCode("the model code changed while this job ran")
-metrics.update(code_hash=verified_hash, code_hashes=code_hashes(), threads=sm.threads,
-               rule=sm.rule, wildcards=dict(sm.wildcards.items()))
-write_run(dict(sm.output.items()), net, result, metrics)
+    sm = snakemake  # noqa: F821
+    verified_hash = stage.require_verified(sm.input.gates)
+    net, result, metrics = runs.run(
+        Path(sm.input.stats).parent, sm.params.spec, float(sm.params.lam), sm.params.cycles,
+        sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
+        record_divergence=sm.params.record_divergence, log=print)
+    if code_hash() != verified_hash:
+        raise stage.UnverifiedCode("the model code changed while this job ran")
+    metrics.update(code_hash=verified_hash, code_hashes=code_hashes(), threads=sm.threads,
+                   rule=sm.rule, wildcards=dict(sm.wildcards.items()))
+    write_run(dict(sm.output.items()), net, result, metrics)
