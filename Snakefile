@@ -18,6 +18,10 @@ include: "workflow/rules/bonus.smk"
 include: "workflow/rules/report.smk"
 
 
+onerror:
+    print_failures()
+
+
 rule all:
     default_target: True
     input:

@@ -46,3 +46,26 @@ def test_every_config_key_is_documented_by_the_schema():
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+
+
+def test_without_internet_the_console_ends_naming_the_url_and_the_local_copy_fix(tmp_path):
+    """The official URL is unreachable here (no DNS): the console ends (before Snakemake's own
+    closing lines) with one line saying so and how to point data.url at a local copy, instead of
+    only "Error in rule download"."""
+    import socket
+
+    try:
+        socket.getaddrinfo("www.cs.toronto.edu", 443)
+        pytest.skip("this machine reaches the internet")
+    except OSError:
+        pass
+    overlay = tmp_path / "offline.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"retries": 0, "timeout_s": 5}}))
+    proc = snakemake(tmp_path, "--until", "download", configfiles=(REPO / "config.yaml", overlay),
+                     check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    exiting = max(i for i, ln in enumerate(lines) if ln.startswith("Exiting because a job execution failed"))
+    after = [ln for ln in lines[exiting + 1:] if ln.startswith("download:")]
+    assert len(after) == 1, lines[exiting:]
+    assert "official CIFAR-10 URL" in after[0] and "unreachable" in after[0] and "data.url" in after[0]

@@ -2,6 +2,7 @@
 # ablation variants, resource sizing) lives in the tested package: handbackprop/study/plan.py.
 import json
 import sys
+import time
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -10,6 +11,7 @@ ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT))  # this checkout's package, the one the gates verify
 
 from handbackprop import code_files  # noqa: E402
+from handbackprop import stage  # noqa: E402
 from handbackprop.study import plan  # noqa: E402
 
 validate(config, schema=str(ROOT / "workflow/schemas/config.schema.yaml"))
@@ -27,6 +29,15 @@ AVL = BONUS.get("aug_vs_lambda")
 SYNTH = config["data"]["synthetic"]
 SYNTH_TARBALL = f"{R}/source/cifar-10-synthetic.tar.gz"
 SYNTH_MD5 = f"{R}/source/cifar-10-synthetic.tar.gz.md5"
+
+
+STARTED = time.time()
+
+
+def print_failures():
+    """The console ends with each failed job's cause in one line (the traceback is in its log)."""
+    for line in stage.failure_lines(f"{R}/logs", since=STARTED):
+        print(line, file=sys.stderr)
 
 
 # The package's code, by what it shapes (handbackprop/__init__.py): each group is an input of
