@@ -190,3 +190,23 @@ def test_a_deleted_run_is_rebuilt_by_a_plain_rerun_with_what_depends_on_it(quick
     assert {k: v for k, v in after.items() if k != "seconds"} == \
         {k: v for k, v in before.items() if k != "seconds"}
     assert planned_jobs(snakemake(quick_run, "-n")) == {}
+
+
+BONUS_RUNS = ("rule aug_lambda_run:", "rule ablation_run:")
+
+
+def test_the_headline_results_come_before_any_bonus_job(quick_run):
+    """On 2 cores a 2-thread final run used to wait behind 1-thread bonus jobs, which always
+    fit the free core: the bonus jobs now wait for the main finals' summaries."""
+    logs = sorted((quick_run / ".snakemake" / "log").glob("*.snakemake.log"))
+    first = next(p.read_text() for p in logs if "rule final_summary:" in p.read_text())
+    lines = first.splitlines()
+    last_summary = max(i for i, ln in enumerate(lines) if ln.startswith("rule final_summary:"))
+    first_bonus = min(i for i, ln in enumerate(lines) if ln.startswith(BONUS_RUNS))
+    assert last_summary < first_bonus
+
+
+def test_rerunning_the_finals_does_not_rerun_the_bonus_experiments(quick_run):
+    jobs = planned_jobs(snakemake(quick_run, "-n", "--forcerun", "final_run"))
+    assert {"final_run", "final_summary", "report"} <= set(jobs)
+    assert not {"aug_lambda_run", "ablation_run"} & set(jobs)

@@ -8,6 +8,7 @@ use rule final_run as ablation_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(ABL["model"], "fine"),
+        main_results=main_results(),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/history.csv",
@@ -65,6 +66,7 @@ use rule coarse_run as aug_lambda_run with:
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
         code=code("study"),
+        main_results=main_results(),
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/history.csv",

@@ -157,6 +157,13 @@ def aug_lambda_runs(wildcards=None):
     )
 
 
+def main_results(wildcards=None):
+    """The main chain's final summaries. Bonus jobs wait for them (presence only, `ancient`:
+    a rerun final does not rerun the bonus), so on few cores the headline numbers come first
+    instead of waiting behind one-thread bonus jobs that always fit the free core."""
+    return [ancient(f"{R}/final/{m}/summary.json") for m in FINAL["models"]]
+
+
 def bonus_targets():
     out = []
     if ABL:
