@@ -96,10 +96,12 @@ def ensemble_figures(label: str, members: list[tuple[Network, dict]], X, y, lam:
     failures: list[str] = []
     y = np.asarray(y)
     metrics, pred = nn_train.ensemble_metrics([m for m, _ in members], X, y, lam)
-    t_probs = np.mean([torch_evaluate(tp, net.dropout, X, y, lam, net.dtype)["probs"].astype(np.float64)
-                       for net, tp in members], axis=0)  # (N, K)
-    p_true = t_probs[np.arange(len(y)), y]
-    ref = {"probs": t_probs, "loss": float(-np.log(p_true).mean()),
+    t = [torch_evaluate(tp, net.dropout, X, y, lam, net.dtype) for net, tp in members]
+    t_probs = np.mean([m["probs"].astype(np.float64) for m in t], axis=0)  # (N, K)
+    # log of the mean probability of the true class, by log-sum-exp over members (no underflow)
+    log_true = np.stack([m["log_probs"][np.arange(len(y)), y] for m in t])  # (members, N)
+    log_mean = np.logaddexp.reduce(log_true, axis=0) - np.log(len(t))
+    ref = {"probs": t_probs, "loss": float(-log_mean.mean()),
            "accuracy": float((t_probs.argmax(axis=1) == y).mean())}
     figs = {"members": len(members), "n_rows": int(len(y)),
             "vs_torch": _compare(f"ensemble ({label}) vs torch averaged softmax",

@@ -124,7 +124,9 @@ def torch_network(params_np, dropout: float, dtype) -> torch.nn.Sequential:
 
 
 def torch_evaluate(params_np, dropout: float, X, y, lam: float, dtype) -> dict:
-    """The torch module in eval() mode on X: probs (N, K), loss, reg, cost, accuracy."""
+    """The torch module in eval() mode on X: probs and log_probs (N, K), loss, reg, cost,
+    accuracy. The loss comes from the logits (log-softmax in float64), never from rounded
+    probabilities, so it stays exact where a probability underflows."""
     model = torch_network(params_np, dropout, dtype).eval()
     tdt = torch_dtype(dtype)
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
@@ -132,9 +134,10 @@ def torch_evaluate(params_np, dropout: float, X, y, lam: float, dtype) -> dict:
         logits = model(torch.tensor(np.asarray(X), dtype=tdt))
         probs = torch.softmax(logits, dim=1)
         # float64 for the loss itself, from the logits: the exact mean over rows of this dtype's scores
-        loss = float(torch.nn.functional.cross_entropy(logits.double(), yt))
+        log_probs = torch.log_softmax(logits.double(), dim=1)
+        loss = float(torch.nn.functional.nll_loss(log_probs, yt))
         reg = float(lam * sum(float((torch.tensor(np.asarray(params_np[f"W{i}"]), dtype=torch.float64) ** 2).sum())
                               for i in range(1, len(params_np) // 2 + 1)))
     p = probs.numpy()
-    return {"probs": p, "loss": loss, "reg": reg, "cost": loss + reg,
+    return {"probs": p, "log_probs": log_probs.numpy(), "loss": loss, "reg": reg, "cost": loss + reg,
             "accuracy": float((p.argmax(axis=1) == np.asarray(y)).mean())}

@@ -33,7 +33,8 @@ def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_s
     start = {k: v.copy() for k, v in net.params.items()}
     cfg = TrainConfig(lam=lam, batch_size=batch_size, eta_min=eta_min, eta_max=eta_max, n_s=n_s,
                       seed=seed, optimizer=optimizer, max_steps=steps, divergence_factor=1e6,
-                      train_eval_size=len(y), flip=flip, max_shift=max_shift)
+                      train_eval_size=len(y), flip=flip, max_shift=max_shift,
+                      points_per_cycle=1)  # the gate reads step costs, not the records
     ours = train(net, X, y, None, None, cfg, log=lambda s: None)
     if dtype == np.float64 and not (dropout or flip or max_shift):
         t_costs, t_etas, t_final = torch_reference.torch_trajectory(
