@@ -133,11 +133,12 @@ def torch_evaluate(params_np, dropout: float, X, y, lam: float, dtype) -> dict:
     with torch.no_grad():
         logits = model(torch.tensor(np.asarray(X), dtype=tdt))
         probs = torch.softmax(logits, dim=1)
-        # float64 for the loss itself, from the logits: the exact mean over rows of this dtype's scores
+        # the loss in float64 from this dtype's logits, so it does not round a second time
         log_probs = torch.log_softmax(logits.double(), dim=1)
         loss = float(torch.nn.functional.nll_loss(log_probs, yt))
-        reg = float(lam * sum(float((torch.tensor(np.asarray(params_np[f"W{i}"]), dtype=torch.float64) ** 2).sum())
-                              for i in range(1, len(params_np) // 2 + 1)))
+        weights = [torch.tensor(np.asarray(params_np[f"W{i}"]), dtype=torch.float64)
+                   for i in range(1, len(params_np) // 2 + 1)]
+        reg = lam * sum(float((W ** 2).sum()) for W in weights)
     p = probs.numpy()
     return {"probs": p, "log_probs": log_probs.numpy(), "loss": loss, "reg": reg, "cost": loss + reg,
             "accuracy": float((p.argmax(axis=1) == np.asarray(y)).mean())}
