@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn.network import Network
-from . import torch_reference
+from . import exactness, torch_reference
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class GradcheckThresholds:
     norm_rel: float = 1e-10
     cost_rel: float = 1e-12
     fd_norm_rel: float = 1e-6
+    # Our float64 error over torch's, both against the long-double gradient; measured 0.17-0.56.
+    exact_ratio: float = 2.0
 
 
 def max_relative_error(a, b) -> float:
@@ -45,8 +47,9 @@ def finite_difference(net: Network, X, y, lam, masks, name, coords, h=1e-6):
 
 
 def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.random.Generator,
-                  fd_coords: int, thresholds: GradcheckThresholds) -> dict:
-    """Every figure for one model variant; `net` must be float64."""
+                  fd_coords: int, thresholds: GradcheckThresholds, exact: bool = True) -> dict:
+    """Every figure for one model variant; `net` must be float64. `exact`: also measure both
+    gradients against the long-double one (gates/exactness.py)."""
     if net.dtype != np.float64:
         raise ValueError("gradcheck runs in float64: cast the network first")
     X = np.asarray(X, dtype=np.float64)
@@ -67,6 +70,12 @@ def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.rand
             "fd_norm_rel": norm_relative_error(a.reshape(-1)[coords], fd),
             "fd_coords": int(k),
         }
+    exact_figs = None
+    if exact:
+        exact_figs = exactness.exactness_figures(net.params, X, y, lam, masks, grads, t_grads,
+                                                 cost, t_cost)
+        for pname, fig in exact_figs["params"].items():
+            params[pname].update({f"exact_{k}": v for k, v in fig.items()})
     failures = []
     if cost_rel > thresholds.cost_rel:
         failures.append(f"{name}: cost {cost:.17g} vs torch {t_cost:.17g} "
@@ -76,14 +85,19 @@ def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.rand
                            ("fd_norm_rel", thresholds.fd_norm_rel)):
             if not fig[key] <= limit:
                 failures.append(f"{name}: parameter {pname}: {key} = {fig[key]:.3e} > {limit:.0e}")
+        if exact_figs and exact_figs["extended"] and not fig["exact_ratio"] <= thresholds.exact_ratio:
+            failures.append(f"{name}: parameter {pname}: error against the long-double gradient "
+                            f"{fig['exact_ours_err']:.2e} is {fig['exact_ratio']:.3g}x torch's "
+                            f"{fig['exact_torch_err']:.2e} (> {thresholds.exact_ratio:g})")
     return {"variant": name, "cost": cost, "torch_cost": t_cost, "cost_rel": cost_rel,
             "loss": loss, "torch_loss": t_loss, "lam": lam, "n_images": int(X.shape[0]),
             "hidden": net.hidden, "dropout": net.dropout, "params": params,
+            "exact_cost": exact_figs["cost"] if exact_figs else None,
             "failures": failures, "passed": not failures}
 
 
 def gradcheck(variants: dict[str, dict], X, y, *, lam: float, seed: int, fd_coords: int,
-              thresholds: GradcheckThresholds) -> dict:
+              thresholds: GradcheckThresholds, exact: bool = True) -> dict:
     """variants: name -> {hidden: [...], dropout: p}. Random weights, lam > 0, fixed masks."""
     results = []
     for i, (name, spec) in enumerate(variants.items()):
@@ -99,25 +113,38 @@ def gradcheck(variants: dict[str, dict], X, y, *, lam: float, seed: int, fd_coor
             params[f"b{j}"] = rng.normal(0, 0.1, d_out)
         net.set_params(params)
         masks = net.draw_masks(rng, X.shape[0])
-        results.append(check_variant(name, net, X, y, lam, masks, rng, fd_coords, thresholds))
+        results.append(check_variant(name, net, X, y, lam, masks, rng, fd_coords, thresholds,
+                                     exact=exact))
     failures = [f for r in results for f in r["failures"]]
     return {"gate": "gradcheck", "passed": not failures, "failures": failures,
-            "thresholds": thresholds.__dict__, "variants": results}
+            "thresholds": thresholds.__dict__, "variants": results,
+            "longdouble": exactness.platform() if exact else None}
 
 
 def markdown_table(evidence: dict) -> str:
     t = evidence["thresholds"]
+    exact = bool(evidence.get("longdouble"))
+    ex_head, ex_rule = (" ours vs exact | torch vs exact | ratio |", "---|---|---|") if exact else ("", "")
     lines = [
-        "| variant | parameter | shape | max rel. error | norm rel. error | finite-diff norm rel. |",
-        "|---|---|---|---|---|---|",
+        "| variant | parameter | shape | max rel. error | norm rel. error | finite-diff norm rel. |"
+        + ex_head,
+        "|---|---|---|---|---|---|" + ex_rule,
     ]
     for v in evidence["variants"]:
         for pname, f in v["params"].items():
+            ex = (f" {f['exact_ours_err']:.2e} | {f['exact_torch_err']:.2e} | {f['exact_ratio']:.2f} |"
+                  if exact else "")
             lines.append(f"| {v['variant']} | {pname} | {'×'.join(map(str, f['shape']))} | "
-                         f"{f['max_rel']:.2e} | {f['norm_rel']:.2e} | {f['fd_norm_rel']:.2e} |")
-        lines.append(f"| {v['variant']} | cost | {v['cost']:.6f} | | {v['cost_rel']:.2e} | |")
+                         f"{f['max_rel']:.2e} | {f['norm_rel']:.2e} | {f['fd_norm_rel']:.2e} |" + ex)
+        lines.append(f"| {v['variant']} | cost | {v['cost']:.6f} | | {v['cost_rel']:.2e} | |"
+                     + (" | | |" if exact else ""))
     lines.append(f"| thresholds | | | {t['max_rel']:.0e} | {t['norm_rel']:.0e} (cost {t['cost_rel']:.0e}) "
-                 f"| {t['fd_norm_rel']:.0e} |")
+                 f"| {t['fd_norm_rel']:.0e} |" + (f" | | {t['exact_ratio']:g} |" if exact else ""))
     lines.append("")
+    if exact:
+        ld = evidence["longdouble"]
+        lines.append(f"Exact gradient: np.longdouble ({ld['mantissa_bits'] + 1}-bit mantissa, "
+                     f"eps {ld['eps']:.1e}); {ld['note']}. Ratio = our error / torch's.")
+        lines.append("")
     lines.append("PASSED" if evidence["passed"] else "FAILED:\n" + "\n".join(evidence["failures"]))
     return "\n".join(lines) + "\n"

@@ -8,15 +8,19 @@ import numpy as np
 from ..nn import layers
 from ..nn.network import Network
 from ..nn.train import TrainConfig, train
+from .initialisation import init_scale_figures
 
 LN10 = math.log(10.0)
 
 
 def overfit_variant(name: str, spec: dict, X, y, *, seed: int, steps: int, eta_max: float,
-                    init_tolerance: float, loss_bound: float, dtype="float64", log=print) -> dict:
-    """One model variant: initial-cost check at lambda=0, then train to memorise X, y."""
+                    init_tolerance: float, loss_bound: float, dtype="float64",
+                    init_scale_tolerance: float = 1.5, log=print) -> dict:
+    """One model variant: initial weight scale and initial cost (lambda=0), then train to
+    memorise X, y."""
     net = Network([X.shape[1], *spec["hidden"], 10], dropout=0.0, dtype=np.dtype(dtype))
     net.init_params(np.random.default_rng(seed))
+    init_scale, scale_failures = init_scale_figures(name, net, init_scale_tolerance)
     scores, _ = net.forward(np.asarray(X, dtype=net.dtype))
     init_loss, _, _ = layers.softmax_cross_entropy(scores, y)
     cfg = TrainConfig(lam=0.0, cycles=1, batch_size=min(100, len(y)), eta_min=eta_max / 10,
@@ -24,7 +28,7 @@ def overfit_variant(name: str, spec: dict, X, y, *, seed: int, steps: int, eta_m
                       max_steps=steps, divergence_factor=1e6, train_eval_size=len(y))
     result = train(net, X, y, None, None, cfg, log=lambda s: log(f"[{name}] {s}"))
     final = result.final
-    failures = []
+    failures = list(scale_failures)
     if abs(init_loss - LN10) > init_tolerance:
         failures.append(f"{name}: initial cost {init_loss:.4f} is not within {init_tolerance} "
                         f"of ln(10) = {LN10:.4f}")
@@ -35,7 +39,8 @@ def overfit_variant(name: str, spec: dict, X, y, *, seed: int, steps: int, eta_m
         failures.append(f"{name}: training loss {final['train_loss']:.4g} not below {loss_bound} "
                         f"after {steps} steps on {len(y)} images")
     return {"variant": name, "initial_cost": init_loss, "ln10": LN10,
-            "init_tolerance": init_tolerance, "final_loss": final["train_loss"],
+            "init_tolerance": init_tolerance, "init_scale": init_scale,
+            "init_scale_tolerance": init_scale_tolerance, "final_loss": final["train_loss"],
             "final_accuracy": final["train_accuracy"], "loss_bound": loss_bound, "steps": steps,
             "n_images": int(len(y)), "history": result.history, "failures": failures,
             "passed": not failures}

@@ -19,15 +19,23 @@ def run_overfit(X, y, s: dict, log=print) -> dict:
     n = s["n_images"]
     return overfit(s["variants"], np.asarray(X[:n]), np.asarray(y[:n]), seed=s["seed"],
                    steps=s["steps"], eta_max=s["eta_max"], init_tolerance=s["init_tolerance"],
-                   loss_bound=s["loss_bound"], dtype=s.get("dtype", "float64"), log=log)
+                   loss_bound=s["loss_bound"], dtype=s.get("dtype", "float64"),
+                   init_scale_tolerance=s.get("init_scale_tolerance", 1.5), log=log)
 
 
 def run_trajectory(X, y, s: dict) -> dict:
-    n = s["n_images"]
+    """Rows [0, n_images) train; the next `heldout` rows (if set) score the trained networks."""
+    n, n_held = s["n_images"], s.get("heldout", 0)
+    if n_held and X.shape[0] < n + n_held:
+        raise ValueError(f"trajectory gate: n_images {n} + heldout {n_held} rows needed, "
+                         f"the training split has {X.shape[0]}")
+    held = {"X_heldout": np.asarray(X[n:n + n_held], dtype=np.float64),
+            "y_heldout": np.asarray(y[n:n + n_held])} if n_held else {}
     return trajectory(s["variants"], np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n]),
                       lam=s["lam"], seed=s["seed"], steps=s["steps"], batch_size=s["batch_size"],
                       n_s=s["n_s"], eta_min=s["eta_min"], eta_max=s["eta_max"],
-                      tolerance=s["tolerance"])
+                      tolerance=s["tolerance"],
+                      float32_tolerance=s.get("float32_tolerance", 1e-4), **held)
 
 
 GATES = {"gradcheck": run_gradcheck, "overfit": run_overfit, "trajectory": run_trajectory}

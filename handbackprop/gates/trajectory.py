@@ -2,7 +2,12 @@
 
 A gradient check proves the backward pass; this proves the rest of a step:
 the update rule, the learning-rate schedule, the L2 bookkeeping and the
-mini-batch order.
+mini-batch order. Variants may train in float32 (against torch in float32, to
+`float32_tolerance`) and with dropout and augmentation (torch replays the
+loop's random streams and applies its own inverted-dropout scaling and its own
+image transforms: gates/torch_replay.py). Given held-out rows, every trained
+network is then scored against a plain forward pass and torch in eval() mode,
+and ensembles against torch's averaged softmax (gates/evaluation.py).
 """
 from __future__ import annotations
 
@@ -10,23 +15,36 @@ import numpy as np
 
 from ..nn.network import Network
 from ..nn.train import TrainConfig, train
-from . import torch_reference
+from . import torch_reference, torch_replay
+from .evaluation import ensemble_figures, evaluation_figures
 from .gradcheck import norm_relative_error
 
 
 def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_size, n_s,
-                       eta_min, eta_max, tolerance) -> dict:
+                       eta_min, eta_max, tolerance, float32_tolerance=1e-4, X_heldout=None,
+                       y_heldout=None, models=None) -> dict:
+    """models: if a dict, receives name -> (our trained network, torch's final weights)."""
     optimizer = spec.get("optimizer", "sgd")
-    net = Network([X.shape[1], *spec["hidden"], 10], dtype=np.float64)
+    dtype = np.dtype(spec.get("dtype", "float64"))
+    dropout, flip, max_shift = spec.get("dropout", 0.0), spec.get("flip", False), spec.get("max_shift", 0)
+    tolerance = float32_tolerance if dtype == np.float32 else tolerance
+    net = Network([X.shape[1], *spec["hidden"], 10], dropout=dropout, dtype=dtype)
     net.init_params(np.random.default_rng(seed))
     start = {k: v.copy() for k, v in net.params.items()}
     cfg = TrainConfig(lam=lam, batch_size=batch_size, eta_min=eta_min, eta_max=eta_max, n_s=n_s,
                       seed=seed, optimizer=optimizer, max_steps=steps, divergence_factor=1e6,
-                      train_eval_size=len(y))
+                      train_eval_size=len(y), flip=flip, max_shift=max_shift,
+                      points_per_cycle=1)  # the gate reads step costs, not the records
     ours = train(net, X, y, None, None, cfg, log=lambda s: None)
-    t_costs, t_etas, t_final = torch_reference.torch_trajectory(
-        start, X, y, lam=lam, seed=seed, batch_size=batch_size, n_s=n_s, eta_min=eta_min,
-        eta_max=eta_max, steps=steps, optimizer=optimizer)
+    if dtype == np.float64 and not (dropout or flip or max_shift):
+        t_costs, t_etas, t_final = torch_reference.torch_trajectory(
+            start, X, y, lam=lam, seed=seed, batch_size=batch_size, n_s=n_s, eta_min=eta_min,
+            eta_max=eta_max, steps=steps, optimizer=optimizer)
+    else:
+        t_costs, t_etas, t_final = torch_replay.torch_replay_trajectory(
+            start, X, y, lam=lam, seed=seed, batch_size=batch_size, n_s=n_s, eta_min=eta_min,
+            eta_max=eta_max, steps=steps, optimizer=optimizer, dropout=dropout, flip=flip,
+            max_shift=max_shift, dtype=dtype)
     costs = np.array(ours.step_costs)
     cost_rel = np.abs(costs - t_costs) / np.abs(t_costs)
     weight_rel = {k: norm_relative_error(net.params[k], t_final[k]) for k in net.params}
@@ -41,14 +59,37 @@ def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_s
         if not r <= tolerance:
             failures.append(f"{name}: final {k} differs from torch by {r:.2e} (norm-relative) > "
                             f"{tolerance:.0e}")
-    return {"variant": name, "optimizer": optimizer, "steps": steps, "lam": lam,
+    evaluation = None
+    if X_heldout is not None:
+        evaluation, eval_failures = evaluation_figures(name, net, t_final, X_heldout, y_heldout,
+                                                       lam, tolerance)
+        failures += eval_failures
+    if models is not None:
+        models[name] = (net, t_final)
+    return {"variant": name, "optimizer": optimizer, "dtype": dtype.name, "dropout": dropout,
+            "flip": flip, "max_shift": max_shift, "steps": steps, "lam": lam,
+            "tolerance": tolerance, "evaluation": evaluation,
             "max_cost_rel": float(cost_rel.max()), "weight_norm_rel": weight_rel,
             "weight_moved": moved, "costs": costs.tolist(), "torch_costs": t_costs.tolist(),
             "torch_etas": t_etas.tolist(), "failures": failures, "passed": not failures}
 
 
 def trajectory(variants: dict[str, dict], X, y, **kw) -> dict:
-    results = [trajectory_variant(name, spec, X, y, **kw) for name, spec in variants.items()]
+    models: dict = {}
+    results = [trajectory_variant(name, spec, X, y, models=models, **kw)
+               for name, spec in variants.items()]
     failures = [f for r in results for f in r["failures"]]
+    ensembles = {}
+    if kw.get("X_heldout") is not None:
+        # one ensemble per dtype, of every network trained in it (different architectures too)
+        for dt in sorted({r["dtype"] for r in results}):
+            members = [models[r["variant"]] for r in results if r["dtype"] == dt]
+            if len(members) < 2:
+                continue
+            tol = kw.get("float32_tolerance", 1e-4) if dt == "float32" else kw["tolerance"]
+            ensembles[dt], ens_failures = ensemble_figures(
+                dt, members, kw["X_heldout"], kw["y_heldout"], kw["lam"], tol)
+            failures += ens_failures
     return {"gate": "trajectory", "passed": not failures, "failures": failures,
-            "tolerance": kw["tolerance"], "variants": results}
+            "tolerance": kw["tolerance"], "float32_tolerance": kw.get("float32_tolerance"),
+            "variants": results, "ensembles": ensembles}
