@@ -1,9 +1,75 @@
-# The final report: reads every result (declared below, so any change reruns it), renders one
-# self-contained HTML file and a text-only Markdown twin.
+# The report: an audit of every training run (code hashes, schedule, metrics rescored from the
+# saved weights), then one self-contained HTML file and a text-only Markdown twin.
+
+TRAINING_RULES = ["coarse_run", "fine_run", "final_run", "ablation_run", "aug_lambda_run"]
+SINGLE_JOB_RULES = [
+    "download",
+    "gate_gradcheck",
+    "gate_overfit",
+    "gate_trajectory",
+    "gate_bug_table",
+]
+
+
+def training_files(name):
+    """One file of every training run this config asks for (beside its metrics.json)."""
+    return lambda wildcards: [
+        str(Path(r).with_name(name)) for r in training_runs(wildcards)
+    ]
+
+
+def benchmark_files(wildcards):
+    """The benchmark file of every job this config asks for, each from its own rule's
+    `benchmark:` path (so leftovers of other configs are never read)."""
+    out = [str(getattr(rules, r).benchmark) for r in SINGLE_JOB_RULES]
+    out += expand(str(rules.preprocess.benchmark), split=["search", "final"])
+    for run in training_runs(wildcards):
+        for name in TRAINING_RULES:
+            rule = getattr(rules, name)
+            match = rule.output.metrics.match(run)
+            if match:
+                out.append(rule.benchmark.apply_wildcards(match.groupdict()))
+                break
+        else:
+            raise ValueError(f"{run}: made by none of {TRAINING_RULES}")
+    return out
+
+
+rule audit:
+    input:
+        gates=GATE_EVIDENCE,
+        runs=training_runs,
+        weights=training_files("weights.npz"),
+        histories=training_files("history.csv"),
+        summaries=[f"{R}/final/{m}/summary.json" for m in FINAL["models"]],
+        splits=[*split_files("search"), *split_files("final")],
+        stats=[split_stats("search"), split_stats("final")],
+        code=[
+            *code("report/audit.py"),
+            *code("report/rescore.py"),
+            *code("study/tables.py"),
+        ],
+    output:
+        json=f"{R}/report/audit.json",
+    log:
+        f"{R}/logs/audit.log",
+    conda:
+        "../../envs/report.yaml"
+    # Each run is rescored with its own recorded thread count (bit-identical BLAS results).
+    threads: max(THREADS["search"], THREADS["final"])
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        results=R,
+        sample=config.get("report", {}).get("audit_sample"),
+    script:
+        "../scripts/audit.py"
 
 
 rule report:
     input:
+        audit=rules.audit.output.json,
         gates=GATE_EVIDENCE,
         bug_table=f"{R}/gates/bug_table.json",
         searches=expand(
@@ -15,7 +81,7 @@ rule report:
         histories=final_files("history.csv"),
         weights=final_files("weights.npz"),
         bonus=bonus_targets(),
-        trained=training_runs,
+        benchmarks=benchmark_files,
         code=code("report"),
         download=f"{R}/data/download.json",
         stats=[split_stats("search"), split_stats("final")],
@@ -37,6 +103,7 @@ rule report:
         mem_mb=1500,
         runtime=10,
     params:
+        results=R,
         config=config,  # the whole config: any change to it reruns the report
     script:
         "../scripts/report.py"
