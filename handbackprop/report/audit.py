@@ -157,8 +157,8 @@ def audit(results_dir, run_paths, gate_paths, summary_paths=(), cap: int | None 
         "cap": cap, "tolerance": 0.0, "all_match": not failures, "failures": failures,
         "n_runs": len(runs), "n_checked": len(checked),
         "n_figures": sum(len(r["fields"]) for r in checked),
-        "by_kind": {kind: {"runs": len(by_kind[kind]), "checked": len(chosen[kind]), "split": KINDS[kind][1]}
-                    for kind in KINDS if by_kind[kind]},
+        "by_kind": [{"kind": kind, "runs": len(by_kind[kind]), "checked": len(chosen[kind]),
+                     "split": KINDS[kind][1]} for kind in KINDS if by_kind[kind]],
         "checked": checked,
     }
     return {

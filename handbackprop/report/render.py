@@ -8,6 +8,7 @@ entry in SECTIONS, one partial, and (if it needs new data) one reader in collect
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -98,7 +99,7 @@ def truncate_hash(h) -> str:
 
 def provenance_sentence(mc: dict) -> str:
     """What the metrics provenance check did, in one sentence."""
-    kinds = ", ".join(f"{k['checked']} {kind}" for kind, k in mc["by_kind"].items())
+    kinds = ", ".join(f"{k['checked']} {k['kind']}" for k in mc["by_kind"])
     if not mc["n_checked"]:
         return "no training run was rescored."
     verdict = (f"all {mc['n_figures']} train/val/test figures in their metrics.json matched the rescored "
@@ -135,4 +136,4 @@ def render(ctx: dict, figures: dict | None) -> tuple[str, str]:
         **ctx, fig=figures or {}, sections=sections, macros="macros/html.j2")
     md = environment(False).get_template("report.md.j2").render(
         **ctx, fig={}, sections=sections, macros="macros/md.j2")
-    return html, md
+    return html, re.sub(r"\n{3,}", "\n\n", md)  # the partials' blank lines, squeezed

@@ -1,38 +1,8 @@
 # The report: an audit of every training run (code hashes, schedule, metrics rescored from the
 # saved weights), then one self-contained HTML file and a text-only Markdown twin.
 
-TRAINING_RULES = ["coarse_run", "fine_run", "final_run", "ablation_run", "aug_lambda_run"]
-SINGLE_JOB_RULES = [
-    "download",
-    "gate_gradcheck",
-    "gate_overfit",
-    "gate_trajectory",
-    "gate_bug_table",
-]
 
-
-def training_files(name):
-    """One file of every training run this config asks for (beside its metrics.json)."""
-    return lambda wildcards: [
-        str(Path(r).with_name(name)) for r in training_runs(wildcards)
-    ]
-
-
-def benchmark_files(wildcards):
-    """The benchmark file of every job this config asks for, each from its own rule's
-    `benchmark:` path (so leftovers of other configs are never read)."""
-    out = [str(getattr(rules, r).benchmark) for r in SINGLE_JOB_RULES]
-    out += expand(str(rules.preprocess.benchmark), split=["search", "final"])
-    for run in training_runs(wildcards):
-        for name in TRAINING_RULES:
-            rule = getattr(rules, name)
-            match = rule.output.metrics.match(run)
-            if match:
-                out.append(rule.benchmark.apply_wildcards(match.groupdict()))
-                break
-        else:
-            raise ValueError(f"{run}: made by none of {TRAINING_RULES}")
-    return out
+include: "report_inputs.smk"
 
 
 rule audit:
@@ -61,7 +31,6 @@ rule audit:
         mem_mb=2000,
         runtime=30,
     params:
-        results=R,
         sample=config.get("report", {}).get("audit_sample"),
     script:
         "../scripts/audit.py"
@@ -103,7 +72,6 @@ rule report:
         mem_mb=1500,
         runtime=10,
     params:
-        results=R,
         config=config,  # the whole config: any change to it reruns the report
     script:
         "../scripts/report.py"

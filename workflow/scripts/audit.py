@@ -16,7 +16,8 @@ from handbackprop.atomic import write_json  # noqa: E402
 from handbackprop.report import audit  # noqa: E402
 
 sm = snakemake  # noqa: F821
-result = audit.audit(sm.params.results, sm.input.runs, sm.input.gates, sm.input.summaries,
+results = Path(sm.output.json).parents[1]  # {results}/report/audit.json
+result = audit.audit(results, sm.input.runs, sm.input.gates, sm.input.summaries,
                      cap=sm.params.sample, log=print)
 audit.check(result)  # raises AuditFailed naming every run and field that differs
 write_json(sm.output.json, result)

@@ -12,6 +12,7 @@ stage.limit_threads(snakemake.threads)  # noqa: F821
 from handbackprop.report import build_report  # noqa: E402
 
 sm = snakemake  # noqa: F821
-build_report(sm.params.results, sm.params.config, sm.output.html, sm.output.md,
+results = Path(sm.output.html).parents[1]  # {results}/report/report.html
+build_report(results, sm.params.config, sm.output.html, sm.output.md,
              repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, audit_path=sm.input.audit,
              benchmark_paths=sm.input.benchmarks)
