@@ -18,7 +18,7 @@ import numpy as np
 
 from .audit import schedule_of
 from .benchmarks import collect_benchmarks
-from .provenance import collect_git, collect_provenance  # noqa: F401  (collect_git: tests)
+from .provenance import collect_provenance
 
 # The only figures typed in: the published reference results, always labelled as published.
 PUBLISHED = {
