@@ -61,11 +61,16 @@ def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_s
                             f"{tolerance:.0e}")
     evaluation = None
     if X_heldout is not None:
-        evaluation, eval_failures = evaluation_figures(name, net, t_final, X_heldout, y_heldout,
+        # The torch side scores the same weights as ours: the trajectory above already bounds
+        # how far the two trainings drifted, so this compares the evaluation paths alone (with
+        # torch's own drifted weights, an overconfident net's probabilities moved ~1e-10 by
+        # rounding in the training, not in the evaluation).
+        same = {k: v.copy() for k, v in net.params.items()}
+        evaluation, eval_failures = evaluation_figures(name, net, same, X_heldout, y_heldout,
                                                        lam, tolerance)
         failures += eval_failures
     if models is not None:
-        models[name] = (net, t_final)
+        models[name] = (net, {k: v.copy() for k, v in net.params.items()})
     return {"variant": name, "optimizer": optimizer, "dtype": dtype.name, "dropout": dropout,
             "flip": flip, "max_shift": max_shift, "steps": steps, "lam": lam,
             "tolerance": tolerance, "evaluation": evaluation,
