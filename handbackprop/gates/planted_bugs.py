@@ -13,7 +13,7 @@ from unittest import mock
 
 import numpy as np
 
-from ..nn import layers, network, optim, schedule, train
+from ..nn import batchnorm, layers, network, optim, schedule, train
 from .runner import run_gate
 
 
@@ -73,6 +73,97 @@ def _dropout_not_inverted(rng, shape, p, dtype):
     return (rng.random(shape) >= p).astype(dtype)
 
 
+# ------------------------------------------------------------------ batch norm
+_orig_bn_forward = batchnorm.batchnorm_forward
+_orig_bn_backward = batchnorm.batchnorm_backward
+
+
+def _bn_backward_without_mean_path(dout, cache):
+    """Treats μ_B as a constant: keeps the σ² path, drops the -Σg/N term."""
+    s_hat, gamma, inv_std = cache
+    _, dgamma, dbeta = _orig_bn_backward(dout, cache)
+    g = dout * gamma  # (N, H)
+    return inv_std * (g - s_hat * (g * s_hat).mean(axis=0)), dgamma, dbeta
+
+
+def _bn_backward_without_variance_path(dout, cache):
+    """Treats σ²_B as a constant: keeps the μ path, drops the -ŝ Σ(g ŝ)/N term."""
+    s_hat, gamma, inv_std = cache
+    _, dgamma, dbeta = _orig_bn_backward(dout, cache)
+    g = dout * gamma  # (N, H)
+    return inv_std * (g - g.mean(axis=0)), dgamma, dbeta
+
+
+def _bn_forward_unbiased(s, gamma, beta, eps=batchnorm.EPS):
+    """np.var(s, axis=0, ddof=1) in the normalisation; the backward still assumes ddof=0."""
+    n = s.shape[0]
+    mu = s.mean(axis=0)
+    var = s.var(axis=0, ddof=1)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    s_hat = (s - mu) * inv_std
+    return s_hat * gamma + beta, (s_hat, gamma, inv_std), (mu, var * (n - 1) / n)
+
+
+def _bn_forward_eps_outside_sqrt(s, gamma, beta, eps=batchnorm.EPS):
+    """1 / (sqrt(σ²) + ε) instead of 1 / sqrt(σ² + ε): off by ~ε/σ, a 1e-5 effect."""
+    mu = s.mean(axis=0)
+    var = s.var(axis=0)
+    inv_std = 1.0 / (np.sqrt(var) + eps)
+    s_hat = (s - mu) * inv_std
+    return s_hat * gamma + beta, (s_hat, gamma, inv_std), (mu, var)
+
+
+def _bn_gamma_grad_not_summed(dout, cache):
+    ds, dgamma, dbeta = _orig_bn_backward(dout, cache)
+    s_hat = cache[0]
+    return ds, (dout * s_hat)[0].copy(), dbeta
+
+
+def _running_stats_momentum_swapped(running_mean, running_var, mu, var, n,
+                                    momentum=batchnorm.MOMENTUM):
+    """Keras's convention read into torch's number: the old average keeps weight 0.1."""
+    running_mean *= momentum
+    running_mean += (1.0 - momentum) * mu
+    running_var *= momentum
+    running_var += (1.0 - momentum) * n / (n - 1) * var
+
+
+def _running_var_biased(running_mean, running_var, mu, var, n, momentum=batchnorm.MOMENTUM):
+    """The biased batch variance into the running average (torch uses the unbiased one)."""
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mu
+    running_var *= 1.0 - momentum
+    running_var += momentum * var
+
+
+def _eval_with_batch_statistics(s, gamma, beta, running_mean, running_var, eps=batchnorm.EPS):
+    """Evaluation normalises each evaluated chunk by its own statistics."""
+    return _orig_bn_forward(s, gamma, beta, eps)[0]
+
+
+BATCHNORM_BUGS = [
+    Bug("bn_backward_missing_mean_path", "batch-norm backward treats the batch mean as a constant",
+        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_mean_path)),
+    Bug("bn_backward_missing_variance_path",
+        "batch-norm backward treats the batch variance as a constant",
+        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_variance_path)),
+    Bug("bn_unbiased_variance_in_normalisation",
+        "batch-norm forward normalises by the unbiased variance (ddof=1)",
+        _patch(batchnorm, "batchnorm_forward", _bn_forward_unbiased)),
+    Bug("bn_eps_outside_sqrt", "batch-norm forward divides by sqrt(var) + eps, not sqrt(var + eps)",
+        _patch(batchnorm, "batchnorm_forward", _bn_forward_eps_outside_sqrt)),
+    Bug("bn_gamma_grad_not_summed", "gamma gradient from the first sample only, not summed over the batch",
+        _patch(batchnorm, "batchnorm_backward", _bn_gamma_grad_not_summed)),
+    Bug("bn_running_momentum_swapped",
+        "running averages keep weight momentum on the old value (Keras convention), not 1 - momentum",
+        _patch(batchnorm, "update_running_stats", _running_stats_momentum_swapped)),
+    Bug("bn_running_var_biased", "running variance averages the biased batch variance",
+        _patch(batchnorm, "update_running_stats", _running_var_biased)),
+    Bug("bn_eval_uses_batch_statistics",
+        "evaluation mode normalises by batch statistics instead of the running averages",
+        _patch(batchnorm, "batchnorm_eval_forward", _eval_with_batch_statistics)),
+]
+
 CATALOGUE = [
     Bug("relu_derivative_wrong", "ReLU backward passes the gradient everywhere (derivative 1)",
         _patch(layers, "relu_backward", lambda dout, cache: dout)),
@@ -98,6 +189,7 @@ CATALOGUE = [
         _patch(network.Network, "init_params", _init_too_large)),
     Bug("dropout_not_inverted", "dropout mask not rescaled by 1/(1-p)",
         _patch(layers, "dropout_mask", _dropout_not_inverted)),
+    *BATCHNORM_BUGS,
 ]
 
 # Why a bug can slip past every gate; shown beside it in the table.

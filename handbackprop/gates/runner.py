@@ -23,8 +23,10 @@ def run_overfit(X, y, s: dict, log=print) -> dict:
 
 
 def run_trajectory(X, y, s: dict) -> dict:
+    """Trains on the first n_images rows; the next n_images (held out) check evaluation mode."""
     n = s["n_images"]
     return trajectory(s["variants"], np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n]),
+                      X_eval=np.asarray(X[n:2 * n], dtype=np.float64),
                       lam=s["lam"], seed=s["seed"], steps=s["steps"], batch_size=s["batch_size"],
                       n_s=s["n_s"], eta_min=s["eta_min"], eta_max=s["eta_max"],
                       tolerance=s["tolerance"])

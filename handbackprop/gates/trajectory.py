@@ -11,13 +11,14 @@ import numpy as np
 from ..nn.network import Network
 from ..nn.train import TrainConfig, train
 from . import torch_reference
+from .trajectory_bn import bn_trajectory_variant
 from .gradcheck import norm_relative_error
 
 
 def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_size, n_s,
                        eta_min, eta_max, tolerance) -> dict:
     optimizer = spec.get("optimizer", "sgd")
-    net = Network([X.shape[1], *spec["hidden"], 10], dtype=np.float64)
+    net = Network([X.shape[1], *spec["hidden"], 10], dtype=np.float64, init=spec.get("init"))
     net.init_params(np.random.default_rng(seed))
     start = {k: v.copy() for k, v in net.params.items()}
     cfg = TrainConfig(lam=lam, batch_size=batch_size, eta_min=eta_min, eta_max=eta_max, n_s=n_s,
@@ -47,8 +48,10 @@ def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_s
             "torch_etas": t_etas.tolist(), "failures": failures, "passed": not failures}
 
 
-def trajectory(variants: dict[str, dict], X, y, **kw) -> dict:
-    results = [trajectory_variant(name, spec, X, y, **kw) for name, spec in variants.items()]
+def trajectory(variants: dict[str, dict], X, y, X_eval=None, **kw) -> dict:
+    """X_eval: held-out rows on which batch-norm variants compare evaluation-mode outputs."""
+    results = [bn_trajectory_variant(name, spec, X, y, X_eval, **kw) if spec.get("batch_norm")
+               else trajectory_variant(name, spec, X, y, **kw) for name, spec in variants.items()]
     failures = [f for r in results for f in r["failures"]]
     return {"gate": "trajectory", "passed": not failures, "failures": failures,
             "tolerance": kw["tolerance"], "variants": results}
