@@ -149,6 +149,12 @@ class Network:
         grads = self.backward(dscores, caches, lam)
         return loss, reg, grads
 
+    def cost(self, X, y, lam: float, masks=None, update_stats=True) -> float:
+        """The training cost alone (no backward): what finite differences need."""
+        scores, _ = self.forward(X, masks, training=True, update_stats=update_stats)
+        loss, _, _ = layers.softmax_cross_entropy(scores, y)
+        return loss + layers.l2_penalty([self.params[k] for k in self.weight_names()], lam)
+
     # ------------------------------------------------------------ evaluation
     def predict_proba(self, X, batch: int = 5000) -> np.ndarray:
         """Softmax probabilities (N, K), in vectorised chunks to bound memory."""
