@@ -115,3 +115,17 @@ def test_failure_messages_say_what_differs(table):
     msg = table["bn_eval_uses_batch_statistics"]["trajectory_message"]
     assert "evaluation-mode probabilities" in msg and "held-out" in msg
     assert "cost" in table["bn_eps_outside_sqrt"]["gradcheck_message"]  # a 1e-5 effect, seen at 1e-12
+
+
+def test_batch_norm_bugs_run_only_against_batch_norm_variants(images):
+    """A gate with no batch-norm variant cannot execute a batch-norm bug: it is 'not run' for it,
+    never reported as passed; the correct-code row still runs it."""
+    settings = {"gradcheck": {**GRADCHECK, "variants": {"linear": {"hidden": []},
+                                                        **GRADCHECK["variants"]}},
+                "overfit": {"n_images": 10, "steps": 5, "eta_max": 0.1, "init_tolerance": 5.0,
+                            "loss_bound": 10.0, "seed": 7, "variants": {"linear": {"hidden": []}}}}
+    bug = next(b for b in BATCHNORM_BUGS if b.name == "bn_gamma_grad_not_summed")
+    rows = run_catalogue(*images, settings, bugs=[bug], log=lambda s: None)
+    assert rows[0]["overfit"] == "passed" and rows[0]["caught_by"] == []
+    assert rows[1]["overfit"] == "not run" and "never runs" in rows[1]["overfit_message"]
+    assert rows[1]["caught_by"] == ["gradcheck"]

@@ -22,6 +22,9 @@ class Bug:
     name: str
     description: str
     plant: Callable[[], contextlib.AbstractContextManager]
+    # "batch_norm": the planted code runs only in batch-norm networks, so the gates run only
+    # their batch-norm variants for it (the others provably execute none of it).
+    scope: str = ""
 
 
 def _patch(target, attr, replacement):
@@ -143,25 +146,25 @@ def _eval_with_batch_statistics(s, gamma, beta, running_mean, running_var, eps=b
 
 BATCHNORM_BUGS = [
     Bug("bn_backward_missing_mean_path", "batch-norm backward treats the batch mean as a constant",
-        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_mean_path)),
+        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_mean_path), "batch_norm"),
     Bug("bn_backward_missing_variance_path",
         "batch-norm backward treats the batch variance as a constant",
-        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_variance_path)),
+        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_variance_path), "batch_norm"),
     Bug("bn_unbiased_variance_in_normalisation",
         "batch-norm forward normalises by the unbiased variance (ddof=1)",
-        _patch(batchnorm, "batchnorm_forward", _bn_forward_unbiased)),
+        _patch(batchnorm, "batchnorm_forward", _bn_forward_unbiased), "batch_norm"),
     Bug("bn_eps_outside_sqrt", "batch-norm forward divides by sqrt(var) + eps, not sqrt(var + eps)",
-        _patch(batchnorm, "batchnorm_forward", _bn_forward_eps_outside_sqrt)),
+        _patch(batchnorm, "batchnorm_forward", _bn_forward_eps_outside_sqrt), "batch_norm"),
     Bug("bn_gamma_grad_not_summed", "gamma gradient from the first sample only, not summed over the batch",
-        _patch(batchnorm, "batchnorm_backward", _bn_gamma_grad_not_summed)),
+        _patch(batchnorm, "batchnorm_backward", _bn_gamma_grad_not_summed), "batch_norm"),
     Bug("bn_running_momentum_swapped",
         "running averages keep weight momentum on the old value (Keras convention), not 1 - momentum",
-        _patch(batchnorm, "update_running_stats", _running_stats_momentum_swapped)),
+        _patch(batchnorm, "update_running_stats", _running_stats_momentum_swapped), "batch_norm"),
     Bug("bn_running_var_biased", "running variance averages the biased batch variance",
-        _patch(batchnorm, "update_running_stats", _running_var_biased)),
+        _patch(batchnorm, "update_running_stats", _running_var_biased), "batch_norm"),
     Bug("bn_eval_uses_batch_statistics",
         "evaluation mode normalises by batch statistics instead of the running averages",
-        _patch(batchnorm, "batchnorm_eval_forward", _eval_with_batch_statistics)),
+        _patch(batchnorm, "batchnorm_eval_forward", _eval_with_batch_statistics), "batch_norm"),
 ]
 
 CATALOGUE = [
@@ -200,10 +203,23 @@ UNCAUGHT_REASON = {
 }
 
 
-def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]:
-    """Rows {bug, description, caught_by, <gate>: 'caught'/'passed', first failure}.
+NOT_RUN = "not run"
 
-    The first row is the correct code, which must pass every gate.
+
+def scoped_settings(bug: Bug | None, settings: dict) -> dict:
+    """The gate's settings with only the variants that execute the bug's code (all of them
+    unless the bug is scoped); None when no variant does."""
+    if bug is None or not bug.scope:
+        return settings
+    variants = {k: v for k, v in settings["variants"].items() if v.get(bug.scope)}
+    return {**settings, "variants": variants} if variants else None
+
+
+def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]:
+    """Rows {bug, description, caught_by, <gate>: 'caught'/'passed'/'not run', first failure}.
+
+    The first row is the correct code, which must pass every gate. A batch-norm bug is run
+    against batch-norm variants only; a gate with none is 'not run' for it.
     """
     rows = []
     for bug in [None, *bugs]:
@@ -212,7 +228,13 @@ def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]
                "description": bug.description if bug else "the code as shipped"}
         with ctx:
             for gate in settings:
-                ev = run_gate(gate, X, y, settings[gate], log=lambda s: None)
+                gate_settings = scoped_settings(bug, settings[gate])
+                if gate_settings is None:
+                    row[gate] = NOT_RUN
+                    row[f"{gate}_message"] = (f"no {bug.scope} variant in this gate's settings: "
+                                              "the planted code never runs")
+                    continue
+                ev = run_gate(gate, X, y, gate_settings, log=lambda s: None)
                 row[gate] = "passed" if ev["passed"] else "caught"
                 row[f"{gate}_message"] = ev["failures"][0] if ev["failures"] else ""
         row["caught_by"] = [g for g in settings if row[g] == "caught"]
