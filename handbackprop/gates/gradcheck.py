@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn.network import Network
-from . import exactness, torch_reference
+from . import exactness, torch_bn_reference, torch_reference
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,11 @@ def finite_difference(net: Network, X, y, lam, masks, name, coords, h=1e-6):
     for j, c in enumerate(coords):
         old = p[c]
         p[c] = old + h
-        lp, rp, _ = net.cost_and_grads(X, y, lam, masks)
+        plus = net.cost(X, y, lam, masks, update_stats=False)
         p[c] = old - h
-        lm, rm, _ = net.cost_and_grads(X, y, lam, masks)
+        minus = net.cost(X, y, lam, masks, update_stats=False)
         p[c] = old
-        out[j] = ((lp + rp) - (lm + rm)) / (2 * h)
+        out[j] = (plus - minus) / (2 * h)
     return out
 
 
@@ -53,8 +53,10 @@ def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.rand
     if net.dtype != np.float64:
         raise ValueError("gradcheck runs in float64: cast the network first")
     X = np.asarray(X, dtype=np.float64)
-    loss, reg, grads = net.cost_and_grads(X, y, lam, masks)
-    t_cost, t_loss, t_grads = torch_reference.torch_cost_and_grads(net.params, X, y, lam, masks)
+    loss, reg, grads = net.cost_and_grads(X, y, lam, masks, update_stats=False)
+    reference = (torch_bn_reference.torch_bn_cost_and_grads if net.batch_norm
+                 else torch_reference.torch_cost_and_grads)
+    t_cost, t_loss, t_grads = reference(net.params, X, y, lam, masks)
     cost = loss + reg
     cost_rel = abs(cost - t_cost) / max(1e-300, abs(t_cost))
     params = {}
@@ -91,7 +93,8 @@ def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.rand
                             f"{fig['exact_torch_err']:.2e} (> {thresholds.exact_ratio:g})")
     return {"variant": name, "cost": cost, "torch_cost": t_cost, "cost_rel": cost_rel,
             "loss": loss, "torch_loss": t_loss, "lam": lam, "n_images": int(X.shape[0]),
-            "hidden": net.hidden, "dropout": net.dropout, "params": params,
+            "hidden": net.hidden, "dropout": net.dropout, "batch_norm": net.batch_norm,
+            "params": params,
             "exact_cost": exact_figs["cost"] if exact_figs else None,
             "failures": failures, "passed": not failures}
 
@@ -103,7 +106,12 @@ def gradcheck(variants: dict[str, dict], X, y, *, lam: float, seed: int, fd_coor
     for i, (name, spec) in enumerate(variants.items()):
         rng = np.random.default_rng([seed, i])
         net = Network([X.shape[1], *spec["hidden"], 10], dropout=spec.get("dropout", 0.0),
-                      dtype=np.float64)
+                      dtype=np.float64, batch_norm=spec.get("batch_norm", False))
+        if net.batch_norm:
+            net.set_params(batchnorm_gate_point(net, rng))
+            masks = net.draw_masks(rng, X.shape[0])
+            results.append(check_variant(name, net, X, y, lam, masks, rng, fd_coords, thresholds))
+            continue
         # The gate's own random point, not the model's initialiser (the overfit gate checks
         # that): W ~ N(0, 1/fan_in) keeps scores O(1); biases nonzero so their gradients count.
         sizes = net.sizes
@@ -119,6 +127,20 @@ def gradcheck(variants: dict[str, dict], X, y, *, lam: float, seed: int, fd_coor
     return {"gate": "gradcheck", "passed": not failures, "failures": failures,
             "thresholds": thresholds.__dict__, "variants": results,
             "longdouble": exactness.platform() if exact else None}
+
+
+def batchnorm_gate_point(net: Network, rng: np.random.Generator) -> dict:
+    """The gate's random point for a batch-norm network: W ~ N(0, 1/fan_in); γ near 1
+    and β, b nonzero, all distinct, so a bug that treats γ as 1 or β as 0 shows."""
+    params = {}
+    for j, (d_in, d_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:]), start=1):
+        params[f"W{j}"] = rng.normal(0, 1 / np.sqrt(d_in), (d_in, d_out))
+        if j < net.n_layers:
+            params[f"gamma{j}"] = rng.normal(1.0, 0.2, d_out)
+            params[f"beta{j}"] = rng.normal(0, 0.1, d_out)
+        else:
+            params[f"b{j}"] = rng.normal(0, 0.1, d_out)
+    return params
 
 
 def markdown_table(evidence: dict) -> str:

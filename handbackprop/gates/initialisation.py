@@ -24,8 +24,14 @@ LINEAR_STD = 0.01
 
 
 def documented_std(net: Network, name: str) -> float:
-    """The standard deviation init_params documents for parameter `name` (0: exactly zero)."""
-    layer = int(name[1:])
+    """The standard deviation init_params documents for parameter `name` (0: exactly zero;
+    a batch-norm γ starts at exactly 1 and is checked as such, see `init_scale_figures`)."""
+    layer = int(name.lstrip("Wbgammaet"))
+    if net.batch_norm or net.init is not None:  # Network.init_scaled: He, or a fixed σ
+        if name.startswith("W"):
+            fan_in = net.sizes[layer - 1]
+            return math.sqrt(2.0 / fan_in) if net.init in (None, "he") else float(net.init)
+        return 0.0  # b and β start at 0
     if net.n_layers == 1:
         return LINEAR_STD
     if name.startswith("b"):
@@ -40,6 +46,13 @@ def init_scale_figures(name: str, net: Network, tolerance: float) -> tuple[dict,
     figs, failures = {}, []
     for pname, p in net.params.items():
         p = np.asarray(p, dtype=np.float64)
+        if pname.startswith("gamma"):  # batch-norm scale: exactly 1, as torch starts it
+            figs[pname] = {"documented_value": 1.0, "max_abs_dev": float(np.max(np.abs(p - 1.0))),
+                           "n": int(p.size)}
+            if np.any(p != 1.0):
+                failures.append(f"{name}: {pname} is documented to start at 1, max |{pname} - 1| "
+                                f"= {figs[pname]['max_abs_dev']:.3e}")
+            continue
         doc = documented_std(net, pname)
         if doc == 0.0:
             emp = float(np.max(np.abs(p)))

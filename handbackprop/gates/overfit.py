@@ -18,10 +18,12 @@ def overfit_variant(name: str, spec: dict, X, y, *, seed: int, steps: int, eta_m
                     init_scale_tolerance: float = 1.5, log=print) -> dict:
     """One model variant: initial weight scale and initial cost (lambda=0), then train to
     memorise X, y."""
-    net = Network([X.shape[1], *spec["hidden"], 10], dropout=0.0, dtype=np.dtype(dtype))
+    net = Network([X.shape[1], *spec["hidden"], 10], dropout=0.0, dtype=np.dtype(dtype),
+                  batch_norm=spec.get("batch_norm", False), init=spec.get("init"))
     net.init_params(np.random.default_rng(seed))
     init_scale, scale_failures = init_scale_figures(name, net, init_scale_tolerance)
-    scores, _ = net.forward(np.asarray(X, dtype=net.dtype))
+    # The training forward (batch statistics for batch norm), without moving running averages.
+    scores, _ = net.forward(np.asarray(X, dtype=net.dtype), training=True, update_stats=False)
     init_loss, _, _ = layers.softmax_cross_entropy(scores, y)
     cfg = TrainConfig(lam=0.0, cycles=1, batch_size=min(100, len(y)), eta_min=eta_max / 10,
                       eta_max=eta_max, n_s=max(1, steps // 2), points_per_cycle=20, seed=seed,

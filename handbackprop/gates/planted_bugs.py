@@ -20,7 +20,7 @@ from unittest import mock
 
 import numpy as np
 
-from ..nn import layers, network, optim, schedule, train
+from ..nn import batchnorm, layers, network, optim, schedule, train
 from .runner import run_gate
 
 
@@ -29,6 +29,9 @@ class Bug:
     name: str
     description: str
     plant: Callable[[], contextlib.AbstractContextManager]
+    # "batch_norm": the planted code runs only in batch-norm networks, so the gates run only
+    # their batch-norm variants for it (the others provably execute none of it).
+    scope: str = ""
 
 
 class PlantCounter:
@@ -170,6 +173,97 @@ def _keep_drawn_in_training_dtype(rng, shape, p, dtype):
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
+# ------------------------------------------------------------------ batch norm
+_orig_bn_forward = batchnorm.batchnorm_forward
+_orig_bn_backward = batchnorm.batchnorm_backward
+
+
+def _bn_backward_without_mean_path(dout, cache):
+    """Treats μ_B as a constant: keeps the σ² path, drops the -Σg/N term."""
+    s_hat, gamma, inv_std = cache
+    _, dgamma, dbeta = _orig_bn_backward(dout, cache)
+    g = dout * gamma  # (N, H)
+    return inv_std * (g - s_hat * (g * s_hat).mean(axis=0)), dgamma, dbeta
+
+
+def _bn_backward_without_variance_path(dout, cache):
+    """Treats σ²_B as a constant: keeps the μ path, drops the -ŝ Σ(g ŝ)/N term."""
+    s_hat, gamma, inv_std = cache
+    _, dgamma, dbeta = _orig_bn_backward(dout, cache)
+    g = dout * gamma  # (N, H)
+    return inv_std * (g - g.mean(axis=0)), dgamma, dbeta
+
+
+def _bn_forward_unbiased(s, gamma, beta, eps=batchnorm.EPS):
+    """np.var(s, axis=0, ddof=1) in the normalisation; the backward still assumes ddof=0."""
+    n = s.shape[0]
+    mu = s.mean(axis=0)
+    var = s.var(axis=0, ddof=1)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    s_hat = (s - mu) * inv_std
+    return s_hat * gamma + beta, (s_hat, gamma, inv_std), (mu, var * (n - 1) / n)
+
+
+def _bn_forward_eps_outside_sqrt(s, gamma, beta, eps=batchnorm.EPS):
+    """1 / (sqrt(σ²) + ε) instead of 1 / sqrt(σ² + ε): off by ~ε/σ, a 1e-5 effect."""
+    mu = s.mean(axis=0)
+    var = s.var(axis=0)
+    inv_std = 1.0 / (np.sqrt(var) + eps)
+    s_hat = (s - mu) * inv_std
+    return s_hat * gamma + beta, (s_hat, gamma, inv_std), (mu, var)
+
+
+def _bn_gamma_grad_not_summed(dout, cache):
+    ds, dgamma, dbeta = _orig_bn_backward(dout, cache)
+    s_hat = cache[0]
+    return ds, (dout * s_hat)[0].copy(), dbeta
+
+
+def _running_stats_momentum_swapped(running_mean, running_var, mu, var, n,
+                                    momentum=batchnorm.MOMENTUM):
+    """Keras's convention read into torch's number: the old average keeps weight 0.1."""
+    running_mean *= momentum
+    running_mean += (1.0 - momentum) * mu
+    running_var *= momentum
+    running_var += (1.0 - momentum) * n / (n - 1) * var
+
+
+def _running_var_biased(running_mean, running_var, mu, var, n, momentum=batchnorm.MOMENTUM):
+    """The biased batch variance into the running average (torch uses the unbiased one)."""
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mu
+    running_var *= 1.0 - momentum
+    running_var += momentum * var
+
+
+def _eval_with_batch_statistics(s, gamma, beta, running_mean, running_var, eps=batchnorm.EPS):
+    """Evaluation normalises each evaluated chunk by its own statistics."""
+    return _orig_bn_forward(s, gamma, beta, eps)[0]
+
+
+BATCHNORM_BUGS = [
+    Bug("bn_backward_missing_mean_path", "batch-norm backward treats the batch mean as a constant",
+        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_mean_path), "batch_norm"),
+    Bug("bn_backward_missing_variance_path",
+        "batch-norm backward treats the batch variance as a constant",
+        _patch(batchnorm, "batchnorm_backward", _bn_backward_without_variance_path), "batch_norm"),
+    Bug("bn_unbiased_variance_in_normalisation",
+        "batch-norm forward normalises by the unbiased variance (ddof=1)",
+        _patch(batchnorm, "batchnorm_forward", _bn_forward_unbiased), "batch_norm"),
+    Bug("bn_eps_outside_sqrt", "batch-norm forward divides by sqrt(var) + eps, not sqrt(var + eps)",
+        _patch(batchnorm, "batchnorm_forward", _bn_forward_eps_outside_sqrt), "batch_norm"),
+    Bug("bn_gamma_grad_not_summed", "gamma gradient from the first sample only, not summed over the batch",
+        _patch(batchnorm, "batchnorm_backward", _bn_gamma_grad_not_summed), "batch_norm"),
+    Bug("bn_running_momentum_swapped",
+        "running averages keep weight momentum on the old value (Keras convention), not 1 - momentum",
+        _patch(batchnorm, "update_running_stats", _running_stats_momentum_swapped), "batch_norm"),
+    Bug("bn_running_var_biased", "running variance averages the biased batch variance",
+        _patch(batchnorm, "update_running_stats", _running_var_biased), "batch_norm"),
+    Bug("bn_eval_uses_batch_statistics",
+        "evaluation mode normalises by batch statistics instead of the running averages",
+        _patch(batchnorm, "batchnorm_eval_forward", _eval_with_batch_statistics), "batch_norm"),
+]
+
 CATALOGUE = [
     Bug("relu_derivative_wrong", "ReLU backward passes the gradient everywhere (derivative 1)",
         _patch(layers, "relu_backward", lambda dout, cache: dout)),
@@ -211,6 +305,7 @@ CATALOGUE = [
     Bug("dropout_keep_drawn_in_training_dtype", "dropout uniforms drawn in the training dtype "
         "(float32 runs leave the documented random stream)",
         _patch(layers, "dropout_mask", _keep_drawn_in_training_dtype)),
+    *BATCHNORM_BUGS,
 ]
 
 # Why a bug can slip past every gate; shown beside it in the table. dropout_not_inverted
@@ -219,10 +314,23 @@ CATALOGUE = [
 UNCAUGHT_REASON: dict[str, str] = {}
 
 
-def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]:
-    """Rows {bug, description, caught_by, <gate>: 'caught'/'passed', first failure}.
+NOT_RUN = "not run"
 
-    The first row is the correct code, which must pass every gate.
+
+def scoped_settings(bug: Bug | None, settings: dict) -> dict:
+    """The gate's settings with only the variants that execute the bug's code (all of them
+    unless the bug is scoped); None when no variant does."""
+    if bug is None or not bug.scope:
+        return settings
+    variants = {k: v for k, v in settings["variants"].items() if v.get(bug.scope)}
+    return {**settings, "variants": variants} if variants else None
+
+
+def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]:
+    """Rows {bug, description, caught_by, <gate>: 'caught'/'passed'/'not run', first failure}.
+
+    The first row is the correct code, which must pass every gate. A batch-norm bug is run
+    against batch-norm variants only; a gate with none is 'not run' for it.
     """
     rows = []
     for bug in [None, *bugs]:
@@ -231,7 +339,13 @@ def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]
                "description": bug.description if bug else "the code as shipped"}
         with ctx as counter:
             for gate in settings:
-                ev = run_gate(gate, X, y, settings[gate], log=lambda s: None)
+                gate_settings = scoped_settings(bug, settings[gate])
+                if gate_settings is None:
+                    row[gate] = NOT_RUN
+                    row[f"{gate}_message"] = (f"no {bug.scope} variant in this gate's settings: "
+                                              "the planted code never runs")
+                    continue
+                ev = run_gate(gate, X, y, gate_settings, log=lambda s: None)
                 row[gate] = "passed" if ev["passed"] else "caught"
                 row[f"{gate}_message"] = ev["failures"][0] if ev["failures"] else ""
         row["planted_calls"] = counter.calls if bug else None

@@ -32,6 +32,7 @@ def run_trajectory(X, y, s: dict) -> dict:
     held = {"X_heldout": np.asarray(X[n:n + n_held], dtype=np.float64),
             "y_heldout": np.asarray(y[n:n + n_held])} if n_held else {}
     return trajectory(s["variants"], np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n]),
+                      X_eval=held["X_heldout"] if n_held else np.asarray(X[n:2 * n], dtype=np.float64),
                       lam=s["lam"], seed=s["seed"], steps=s["steps"], batch_size=s["batch_size"],
                       n_s=s["n_s"], eta_min=s["eta_min"], eta_max=s["eta_max"],
                       tolerance=s["tolerance"],

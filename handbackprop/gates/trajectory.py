@@ -17,6 +17,7 @@ from ..nn.network import Network
 from ..nn.train import TrainConfig, train
 from . import torch_reference, torch_replay
 from .evaluation import ensemble_figures, evaluation_figures
+from .trajectory_bn import bn_trajectory_variant
 from .gradcheck import norm_relative_error
 
 
@@ -28,7 +29,8 @@ def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_s
     dtype = np.dtype(spec.get("dtype", "float64"))
     dropout, flip, max_shift = spec.get("dropout", 0.0), spec.get("flip", False), spec.get("max_shift", 0)
     tolerance = float32_tolerance if dtype == np.float32 else tolerance
-    net = Network([X.shape[1], *spec["hidden"], 10], dropout=dropout, dtype=dtype)
+    net = Network([X.shape[1], *spec["hidden"], 10], dropout=dropout, dtype=dtype,
+                  init=spec.get("init"))
     net.init_params(np.random.default_rng(seed))
     start = {k: v.copy() for k, v in net.params.items()}
     cfg = TrainConfig(lam=lam, batch_size=batch_size, eta_min=eta_min, eta_max=eta_max, n_s=n_s,
@@ -79,16 +81,27 @@ def trajectory_variant(name: str, spec: dict, X, y, *, lam, seed, steps, batch_s
             "torch_etas": t_etas.tolist(), "failures": failures, "passed": not failures}
 
 
-def trajectory(variants: dict[str, dict], X, y, **kw) -> dict:
+BN_KEYS = ("lam", "seed", "steps", "batch_size", "n_s", "eta_min", "eta_max", "tolerance")
+
+
+def trajectory(variants: dict[str, dict], X, y, X_eval=None, **kw) -> dict:
+    """X_eval: held-out rows on which batch-norm variants compare evaluation-mode outputs;
+    X_heldout/y_heldout (kw): the rows every other network and the ensembles are scored on."""
     models: dict = {}
-    results = [trajectory_variant(name, spec, X, y, models=models, **kw)
-               for name, spec in variants.items()]
+    results = []
+    for name, spec in variants.items():
+        if spec.get("batch_norm"):
+            r = bn_trajectory_variant(name, spec, X, y, X_eval, **{k: kw[k] for k in BN_KEYS})
+            results.append({"dtype": "float64", **r})
+        else:
+            results.append(trajectory_variant(name, spec, X, y, models=models, **kw))
     failures = [f for r in results for f in r["failures"]]
     ensembles = {}
     if kw.get("X_heldout") is not None:
         # one ensemble per dtype, of every network trained in it (different architectures too)
         for dt in sorted({r["dtype"] for r in results}):
-            members = [models[r["variant"]] for r in results if r["dtype"] == dt]
+            members = [models[r["variant"]] for r in results
+                       if r["dtype"] == dt and r["variant"] in models]
             if len(members) < 2:
                 continue
             tol = kw.get("float32_tolerance", 1e-4) if dt == "float32" else kw["tolerance"]

@@ -3,6 +3,12 @@
 Parameters are named ``W1, b1, W2, b2, ...`` (layer index from 1), and
 gradients use exactly the same keys in a separate dict, everywhere in the
 project: ``grads["W1"]`` is d cost / d ``params["W1"]``.
+
+With ``batch_norm=True`` every hidden layer i is x W_i -> batch norm (``gamma<i>``,
+``beta<i>``, no ``b<i>``: see `batchnorm`) -> ReLU (-> dropout); the output layer
+keeps ``W<L>, b<L>``. Running statistics are not parameters (no gradient, no
+update by an optimiser): they live in ``state`` as ``mean<i>, var<i>``.
+`arrays()` / `load_arrays()` give parameters and state together for saving.
 """
 from __future__ import annotations
 
@@ -10,17 +16,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import layers
+from . import batchnorm, layers
 
 
 @dataclass
 class Network:
-    """sizes = [D, H1, ..., K]; dropout p applies to every hidden layer's output."""
+    """sizes = [D, H1, ..., K]; dropout p applies to every hidden layer's output.
+
+    init: None (the study's original scheme, see `init_params`; He for batch-norm
+    nets), "he" (W ~ N(0, 2/fan_in)) or a number σ (every W ~ N(0, σ²)).
+    """
 
     sizes: list[int]
     dropout: float = 0.0
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     params: dict[str, np.ndarray] = field(default_factory=dict)
+    batch_norm: bool = False
+    init: str | float | None = None
+    bn_momentum: float = batchnorm.MOMENTUM
+    bn_eps: float = batchnorm.EPS
+    state: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.dtype = np.dtype(self.dtype)
@@ -30,6 +45,14 @@ class Network:
             raise ValueError(f"sizes needs input and output widths, got {self.sizes}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.batch_norm and self.n_layers == 1:
+            raise ValueError(f"batch_norm needs at least one hidden layer, but sizes {self.sizes} "
+                             "is a linear classifier")
+        check_init(self.init)
+        if self.batch_norm and not self.state:
+            self.reset_state()
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
 
     @property
     def n_layers(self) -> int:
@@ -48,7 +71,10 @@ class Network:
 
         Linear classifier: W, b ~ N(0, 0.01^2). Deeper nets: W_l ~ N(0, 1/fan_in)
         (Xavier-like, keeps activations O(1) through ReLU layers), biases 0.
+        Batch norm or an explicit `init`: `init_scaled`.
         """
+        if self.batch_norm or self.init is not None:
+            return self.init_scaled(rng)
         self.params = {}
         for i, (d_in, d_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
             if self.n_layers == 1:
@@ -62,7 +88,7 @@ class Network:
         return self
 
     def set_params(self, params: dict[str, np.ndarray]) -> "Network":
-        expected = {f"{k}{i}" for i in range(1, self.n_layers + 1) for k in "Wb"}
+        expected = set(self.param_names())
         if set(params) != expected:
             raise ValueError(f"parameters {sorted(params)} do not match layers {sorted(expected)}")
         self.params = {k: np.ascontiguousarray(v, dtype=self.dtype) for k, v in params.items()}
@@ -75,8 +101,15 @@ class Network:
             return None
         return [layers.dropout_mask(rng, (n, h), self.dropout, self.dtype) for h in self.hidden]
 
-    def forward(self, X, masks=None):
-        """X (N, D) -> scores (N, K), caches. `masks` switches dropout on (training)."""
+    def forward(self, X, masks=None, *, training=False, update_stats=True):
+        """X (N, D) -> scores (N, K), caches. `masks` switches dropout on (training).
+
+        Batch norm only: `training` normalises with batch statistics (else running
+        ones), and then `update_stats` moves the running averages; a gradient check
+        passes update_stats=False to evaluate the training cost without changing them.
+        """
+        if self.batch_norm:
+            return self.forward_bn(X, masks, training, update_stats)
         h = X
         caches = []
         for i in range(1, self.n_layers + 1):
@@ -91,6 +124,8 @@ class Network:
 
     def backward(self, dscores, caches, lam: float) -> dict[str, np.ndarray]:
         """dscores (N, K) -> grads with the same keys as params, L2 term included."""
+        if self.batch_norm:
+            return self.backward_bn(dscores, caches, lam)
         grads = {}
         dh = dscores
         for i in range(self.n_layers, 0, -1):
@@ -105,13 +140,20 @@ class Network:
             grads[f"b{i}"] = db
         return grads
 
-    def cost_and_grads(self, X, y, lam: float, masks=None):
-        """Returns (loss, reg, grads): cost = loss + reg."""
-        scores, caches = self.forward(X, masks)
+    def cost_and_grads(self, X, y, lam: float, masks=None, update_stats=True):
+        """Returns (loss, reg, grads): cost = loss + reg. A training step: batch norm
+        uses batch statistics and, unless update_stats=False, updates its running ones."""
+        scores, caches = self.forward(X, masks, training=True, update_stats=update_stats)
         loss, dscores, _ = layers.softmax_cross_entropy(scores, y)
         reg = layers.l2_penalty([self.params[k] for k in self.weight_names()], lam)
         grads = self.backward(dscores, caches, lam)
         return loss, reg, grads
+
+    def cost(self, X, y, lam: float, masks=None, update_stats=True) -> float:
+        """The training cost alone (no backward): what finite differences need."""
+        scores, _ = self.forward(X, masks, training=True, update_stats=update_stats)
+        loss, _, _ = layers.softmax_cross_entropy(scores, y)
+        return loss + layers.l2_penalty([self.params[k] for k in self.weight_names()], lam)
 
     # ------------------------------------------------------------ evaluation
     def predict_proba(self, X, batch: int = 5000) -> np.ndarray:
@@ -134,6 +176,123 @@ class Network:
     def regulariser(self, lam: float) -> float:
         return layers.l2_penalty([self.params[k] for k in self.weight_names()], lam)
 
+    # ------------------------------------------------------------ batch norm
+    def param_names(self) -> list[str]:
+        """Every parameter key, layer by layer (W, then b or gamma and beta)."""
+        names = []
+        for i in range(1, self.n_layers + 1):
+            bn = self.batch_norm and i < self.n_layers
+            names += [f"W{i}", f"gamma{i}", f"beta{i}"] if bn else [f"W{i}", f"b{i}"]
+        return names
+
+    def state_names(self) -> list[str]:
+        """Running-statistic keys (batch norm only): mean1, var1, mean2, ..."""
+        if not self.batch_norm:
+            return []
+        return [f"{k}{i}" for i in range(1, self.n_layers) for k in ("mean", "var")]
+
+    def init_scaled(self, rng: np.random.Generator) -> "Network":
+        """W_l ~ N(0, 2/fan_in) ("he", the default with batch norm) or N(0, σ²) (init = σ);
+        biases and β 0, γ 1, running statistics reset."""
+        scheme = "he" if self.init is None else self.init
+        self.params = {}
+        for i, (d_in, d_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
+            std = np.sqrt(2.0 / d_in) if scheme == "he" else float(scheme)
+            self.params[f"W{i}"] = rng.normal(0.0, std, size=(d_in, d_out)).astype(self.dtype)
+            if self.batch_norm and i < self.n_layers:
+                self.params[f"gamma{i}"] = np.ones(d_out, dtype=self.dtype)
+                self.params[f"beta{i}"] = np.zeros(d_out, dtype=self.dtype)
+            else:
+                self.params[f"b{i}"] = np.zeros(d_out, dtype=self.dtype)
+        return self.reset_state()
+
+    def reset_state(self) -> "Network":
+        """Running mean 0 and variance 1 per hidden unit, as torch starts them."""
+        self.state = {}
+        for i, h in enumerate(self.hidden, start=1):
+            if self.batch_norm:
+                self.state[f"mean{i}"] = np.zeros(h, dtype=self.dtype)
+                self.state[f"var{i}"] = np.ones(h, dtype=self.dtype)
+        return self
+
+    def forward_bn(self, X, masks, training: bool, update_stats: bool):
+        """`forward` of a batch-norm network; caches (affine, bn, relu, dropout) per layer."""
+        h = X
+        caches = []
+        for i in range(1, self.n_layers):
+            s, affine_cache = batchnorm.linear_forward(h, self.params[f"W{i}"])  # (N, H_i)
+            gamma, beta = self.params[f"gamma{i}"], self.params[f"beta{i}"]
+            if training:
+                h, bn_cache, (mu, var) = batchnorm.batchnorm_forward(s, gamma, beta, self.bn_eps)
+                if update_stats:
+                    batchnorm.update_running_stats(self.state[f"mean{i}"], self.state[f"var{i}"],
+                                                   mu, var, s.shape[0], self.bn_momentum)
+            else:
+                h = batchnorm.batchnorm_eval_forward(s, gamma, beta, self.state[f"mean{i}"],
+                                                     self.state[f"var{i}"], self.bn_eps)
+                bn_cache = None
+            h, relu_cache = layers.relu_forward(h)
+            drop_cache = None
+            if masks is not None:
+                h, drop_cache = layers.dropout_forward(h, masks[i - 1])
+            caches.append((affine_cache, bn_cache, relu_cache, drop_cache))
+        L = self.n_layers
+        scores, affine_cache = layers.affine_forward(h, self.params[f"W{L}"], self.params[f"b{L}"])
+        caches.append((affine_cache, None, None, None))
+        return scores, caches
+
+    def backward_bn(self, dscores, caches, lam: float) -> dict[str, np.ndarray]:
+        """`backward` of a batch-norm network; needs the caches of a training forward."""
+        L = self.n_layers
+        dh, dW, db = layers.affine_backward(dscores, caches[L - 1][0])
+        grads = {f"W{L}": dW + layers.l2_grad(self.params[f"W{L}"], lam), f"b{L}": db}
+        for i in range(L - 1, 0, -1):
+            affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
+            if bn_cache is None:
+                raise ValueError("backward needs the caches of a training forward (training=True): "
+                                 "evaluation mode has no batch statistics to differentiate")
+            if drop_cache is not None:
+                dh = layers.dropout_backward(dh, drop_cache)
+            dh = layers.relu_backward(dh, relu_cache)
+            ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
+            dh, dW, _ = layers.affine_backward(ds, affine_cache, need_dx=i > 1)
+            grads[f"W{i}"] = dW + layers.l2_grad(self.params[f"W{i}"], lam)
+        return grads
+
+    # ------------------------------------------------------------ save/load
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Parameters and running statistics in one flat dict (what a weights file holds)."""
+        return {**self.params, **self.state}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> "Network":
+        """Inverse of `arrays()`: parameters and, for batch norm, the running statistics."""
+        arrays = dict(arrays)
+        state = {k: arrays.pop(k) for k in self.state_names() if k in arrays}
+        missing = set(self.state_names()) - set(state)
+        if missing:
+            raise ValueError(f"running statistics {sorted(missing)} missing for a batch-norm network")
+        self.set_params(arrays)
+        self.state = {k: np.array(v, dtype=self.dtype) for k, v in state.items()}
+        return self
+
+
+def check_init(init) -> None:
+    """init must be None, "he" or a positive number σ; the error names `init`."""
+    if init is None or init == "he":
+        return
+    if isinstance(init, bool) or not isinstance(init, (int, float)) or not init > 0:
+        raise ValueError(f"init must be null, \"he\" or a positive standard deviation, got {init!r}")
+
+
+def network_from_arrays(arrays: dict[str, np.ndarray], dropout: float = 0.0,
+                        dtype="float32") -> Network:
+    """A network rebuilt from `Network.arrays()` (a weights file): sizes from the W
+    shapes, batch norm from the presence of gamma1."""
+    n_layers = sum(1 for k in arrays if k.startswith("W"))
+    sizes = [arrays["W1"].shape[0]] + [arrays[f"W{i}"].shape[1] for i in range(1, n_layers + 1)]
+    net = Network(sizes, dropout=dropout, dtype=np.dtype(dtype), batch_norm="gamma1" in arrays)
+    return net.load_arrays(arrays)
+
 
 def metrics_from_probs(probs, y, reg: float) -> dict[str, float]:
     """Loss, cost and accuracy from class probabilities (N, K)."""
@@ -145,7 +304,10 @@ def metrics_from_probs(probs, y, reg: float) -> dict[str, float]:
 
 
 def build_network(input_dim: int, hidden: list[int], n_classes: int = 10, dropout: float = 0.0,
-                  dtype="float32", seed: int = 0) -> Network:
-    """A seeded, initialised network: hidden=[] gives the linear classifier."""
-    net = Network([input_dim, *hidden, n_classes], dropout=dropout, dtype=np.dtype(dtype))
+                  dtype="float32", seed: int = 0, *, batch_norm: bool = False,
+                  init=None) -> Network:
+    """A seeded, initialised network: hidden=[] gives the linear classifier.
+    init: None (the study's scheme; He with batch norm), "he" or a number σ."""
+    net = Network([input_dim, *hidden, n_classes], dropout=dropout, dtype=np.dtype(dtype),
+                  batch_norm=batch_norm, init=init)
     return net.init_params(np.random.default_rng(seed))
