@@ -15,6 +15,7 @@ to `tolerance`.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -26,7 +27,7 @@ LINEAR_STD = 0.01
 def documented_std(net: Network, name: str) -> float:
     """The standard deviation init_params documents for parameter `name` (0: exactly zero;
     a batch-norm γ starts at exactly 1 and is checked as such, see `init_scale_figures`)."""
-    layer = int(name.lstrip("Wbgammaet"))
+    layer = int(re.sub(r"\D", "", name))
     if net.batch_norm or net.init is not None:  # Network.init_scaled: He, or a fixed σ
         if name.startswith("W"):
             fan_in = net.sizes[layer - 1]
