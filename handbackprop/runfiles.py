@@ -43,7 +43,7 @@ def write_run(outputs: dict, net, result, metrics: dict):
     """history.csv and weights.npz first, metrics.json last: its presence means the run is complete."""
     save_history(outputs["history"], result.history)
     if "weights" in outputs:
-        save_weights(outputs["weights"], net.params)
+        save_weights(outputs["weights"], net.arrays())  # parameters and running statistics
     write_json(outputs["metrics"], metrics)
 
 

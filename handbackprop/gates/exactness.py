@@ -32,19 +32,30 @@ def platform() -> dict:
                      "gradient is not more exact than the two it judges")}
 
 
-def longdouble_cost_and_grads(params: dict, X, y, lam: float, masks=None):
+def longdouble_cost_and_grads(params: dict, X, y, lam: float, masks=None, eps: float = 1e-5):
     """Mean softmax cross-entropy + lam * sum ||W||^2 of the ReLU net, and its gradient,
-    all in long double. params W1 (D, H1), b1 (H1,), ...; masks: one (N, H) array per
+    all in long double. params W1 (D, H1), b1 (H1,), ...; with batch norm (gamma1 present) a
+    hidden layer has W_l, gamma_l, beta_l and normalises by its batch statistics (biased
+    variance, `eps` inside the root, as torch's training mode). masks: one (N, H) array per
     hidden layer (already scaled), or None. Returns (cost, {name: grad}) in long double."""
-    n_layers = len(params) // 2
+    n_layers = sum(1 for k in params if k.startswith("W"))
+    bn = "gamma1" in params
     P = {k: np.asarray(v).astype(LD) for k, v in params.items()}
     y = np.asarray(y)
     n = X.shape[0]
-    inputs, pre = [], []  # each layer's input (N, D_l), each hidden pre-activation (N, H_l)
+    inputs, pre, norm = [], [], []  # layer inputs (N, D_l); hidden pre-ReLU (N, H_l); BN (ŝ, 1/σ)
     h = np.asarray(X).astype(LD)
     for i in range(1, n_layers + 1):
         inputs.append(h)
-        z = h @ P[f"W{i}"] + P[f"b{i}"]  # (N, D_out)
+        if bn and i < n_layers:
+            s_ = h @ P[f"W{i}"]  # (N, H)
+            mu = s_.mean(axis=0)
+            inv = LD(1) / np.sqrt(((s_ - mu) ** 2).mean(axis=0) + LD(eps))
+            s_hat = (s_ - mu) * inv
+            norm.append((s_hat, inv))
+            z = s_hat * P[f"gamma{i}"] + P[f"beta{i}"]
+        else:
+            z = h @ P[f"W{i}"] + P[f"b{i}"]  # (N, D_out)
         if i < n_layers:
             pre.append(z)
             h = np.where(z > 0, z, LD(0))
@@ -62,8 +73,15 @@ def longdouble_cost_and_grads(params: dict, X, y, lam: float, masks=None):
     d /= LD(n)  # d cost / d scores (N, K)
     grads = {}
     for i in range(n_layers, 0, -1):
+        if bn and i < n_layers:  # d is d cost / d (γ ŝ + β) here
+            s_hat, inv = norm[i - 1]
+            grads[f"gamma{i}"] = (d * s_hat).sum(axis=0)
+            grads[f"beta{i}"] = d.sum(axis=0)
+            g = d * P[f"gamma{i}"]
+            d = inv * (g - g.mean(axis=0) - s_hat * (g * s_hat).mean(axis=0))  # d / d s
+        else:
+            grads[f"b{i}"] = d.sum(axis=0)
         grads[f"W{i}"] = inputs[i - 1].T @ d + LD(2) * LD(lam) * P[f"W{i}"]
-        grads[f"b{i}"] = d.sum(axis=0)
         if i > 1:
             d = d @ P[f"W{i}"].T  # (N, H_{i-1})
             if masks is not None:

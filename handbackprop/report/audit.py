@@ -31,6 +31,7 @@ KINDS = {  # kind: (folder prefix, split)
     "final": (("final",), "final"),
     "ablation": (("bonus", "ablation"), "final"),
     "aug": (("bonus", "aug_vs_lambda"), "search"),
+    "init": (("bonus", "init_sensitivity"), "final"),
 }
 
 
@@ -131,10 +132,15 @@ def audit(results_dir, run_paths, gate_paths, summary_paths=(), cap: int | None 
     for p in summary_paths:
         outputs[str(relative(p, R) / Path(p).stem)] = read_json(p)
 
-    schedules = {k: schedule_check(r["metrics"], r["path"].with_name("history.csv")) for k, r in runs.items()}
+    # A diverged search point recorded where it stopped: no final figures to rescore, no schedule
+    # to its end; counted, not checked.
+    diverged = sorted(k for k, r in runs.items() if r["metrics"].get("diverged"))
+    runs_trained = {k: r for k, r in runs.items() if not r["metrics"].get("diverged")}
+    schedules = {k: schedule_check(r["metrics"], r["path"].with_name("history.csv"))
+                 for k, r in runs_trained.items()}
     worst = max((s["max_abs_diff"] for s in schedules.values() if s["max_abs_diff"] is not None), default=None)
 
-    by_kind = {kind: sorted(k for k, r in runs.items() if r["kind"] == kind) for kind in KINDS}
+    by_kind = {kind: sorted(k for k, r in runs_trained.items() if r["kind"] == kind) for kind in KINDS}
     chosen = {kind: sample(keys, cap) for kind, keys in by_kind.items()}
     checked, splits = [], {}
     for kind, keys in chosen.items():
@@ -155,7 +161,7 @@ def audit(results_dir, run_paths, gate_paths, summary_paths=(), cap: int | None 
     failures = [r for r in checked if not r["ok"]]
     metrics_check = {
         "cap": cap, "tolerance": 0.0, "all_match": not failures, "failures": failures,
-        "n_runs": len(runs), "n_checked": len(checked),
+        "n_runs": len(runs), "n_checked": len(checked), "diverged": diverged,
         "n_figures": sum(len(r["fields"]) for r in checked),
         "by_kind": [{"kind": kind, "runs": len(by_kind[kind]), "checked": len(chosen[kind]),
                      "split": KINDS[kind][1]} for kind in KINDS if by_kind[kind]],

@@ -86,6 +86,22 @@ def ablation_variants(config: dict) -> dict[str, dict]:
     return variants
 
 
+def lam_model(config: dict, model: str) -> str:
+    """The model whose fine search gives `model` its λ: itself, or its `lam_from` (a final-only
+    comparison such as deep9 without batch norm, trained at deep9's λ)."""
+    return config["models"][model].get("lam_from", model)
+
+
+def init_variants(config: dict) -> dict[str, dict]:
+    """The initialisation-sensitivity runs: every weight N(0, σ²), with and without batch norm.
+    {variant: spec overrides}, variant like ``bn_sigma_1e-04``."""
+    exp = config.get("bonus", {}).get("init_sensitivity")
+    if not exp:
+        return {}
+    return {f"{'bn' if bn else 'nobn'}_sigma_{sigma:.0e}": {"batch_norm": bn, "init": float(sigma)}
+            for bn in (True, False) for sigma in exp["sigmas"]}
+
+
 def aug_spec(config: dict, aug: str) -> dict:
     """The aug-vs-lam experiment's spec with augmentation on ('aug') or off ('noaug')."""
     avl = config["bonus"]["aug_vs_lambda"]
@@ -154,6 +170,10 @@ def training_uses(config: dict) -> list[tuple[str, str, dict]]:
                  for v, o in ablation_variants(config).items()]
     if bonus.get("aug_vs_lambda"):
         uses.append(("bonus.aug_vs_lambda", "search", aug_spec(config, "aug")))
+    if bonus.get("init_sensitivity"):
+        m = bonus["init_sensitivity"]["model"]
+        uses += [(f"bonus.init_sensitivity ({v})", "final", model_spec(config, m, **o))
+                 for v, o in init_variants(config).items()]
     return uses
 
 
@@ -163,6 +183,8 @@ def _model_of(where: str, config: dict) -> str:
         return config["bonus"]["ablation"]["model"]
     if where.startswith("bonus.aug_vs_lambda"):
         return config["bonus"]["aug_vs_lambda"]["model"]
+    if where.startswith("bonus.init_sensitivity"):
+        return config["bonus"]["init_sensitivity"]["model"]
     return where.split("(")[1].rstrip(")")
 
 
@@ -174,8 +196,15 @@ def validate(config: dict) -> None:
             if m not in models:
                 raise ConfigError(f"{key}.models", f"unknown model {m!r}; defined: {sorted(models)}")
     for m in config["final"]["models"]:
-        if m not in config["search"]["models"]:
-            raise ConfigError("final.models", f"{m!r} needs a lambda search: add it to search.models")
+        source = lam_model(config, m)
+        if source not in models:
+            raise ConfigError(f"models.{m}.lam_from", f"unknown model {source!r}")
+        if source not in config["search"]["models"]:
+            raise ConfigError("final.models", f"{m!r} needs a λ search: add "
+                              f"{source!r} to search.models" + (f" (its lam_from)" if source != m else ""))
+    for m, spec in models.items():
+        if spec.get("batch_norm") and not spec["hidden"]:
+            raise ConfigError(f"models.{m}.batch_norm", "batch norm needs a hidden layer")
     for m in config["final"]["ensemble"]:
         if m not in config["final"]["models"]:
             raise ConfigError("final.ensemble", f"{m!r} is not in final.models")
@@ -186,9 +215,14 @@ def validate(config: dict) -> None:
         if m not in models:
             raise ConfigError("search.per_model", f"unknown model {m!r}")
     bonus = config.get("bonus", {})
-    for name in ("ablation", "aug_vs_lambda"):
+    for name in ("ablation", "aug_vs_lambda", "init_sensitivity"):
         if bonus.get(name) and bonus[name]["model"] not in models:
             raise ConfigError(f"bonus.{name}.model", f"unknown model {bonus[name]['model']!r}")
+    if bonus.get("init_sensitivity") and bonus["init_sensitivity"]["model"] not in config["final"]["models"]:
+        raise ConfigError("bonus.init_sensitivity.model",
+                          "the experiment trains at the model's final λ (add it to final.models)")
+    if bonus.get("init_sensitivity") and not models[bonus["init_sensitivity"]["model"]]["hidden"]:
+        raise ConfigError("bonus.init_sensitivity.model", "batch norm needs a hidden layer")
     if bonus.get("ablation") and bonus["ablation"]["model"] not in config["final"]["models"]:
         raise ConfigError("bonus.ablation.model",
                           "the ablated model needs its final runs (add it to final.models)")

@@ -34,7 +34,8 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
     """
     data = load_split(split_dir)
     X, y = data["X_train"], data["y_train"]
-    net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype, seed)
+    net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype, seed,
+                        batch_norm=spec.get("batch_norm", False), init=spec.get("init"))
     cfg = train_config(spec, lam, cycles, seed, X.shape[0])
     log(f"training {spec['hidden'] or 'linear'} lam={lam:.4g} cycles={cycles} seed={seed} "
         f"n_train={X.shape[0]} n_val={data['X_val'].shape[0]} dtype={dtype}")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.splits import load_split
-from ..nn.network import Network
+from ..nn.network import Network, network_from_arrays
 from ..nn.train import ensemble_metrics
 from ..runfiles import load_weights, read_runs
 from .grids import best_row, fine_exponents, lam_labels, lam_shift_statement
@@ -47,12 +47,10 @@ def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dic
 
 
 def networks_from(weight_paths, spec: dict, dtype: str) -> list[Network]:
-    nets = []
-    for p in weight_paths:
-        params = load_weights(p)
-        sizes = [params["W1"].shape[0]] + [params[f"W{i}"].shape[1] for i in range(1, len(params) // 2 + 1)]
-        nets.append(Network(sizes, dropout=spec.get("dropout", 0.0), dtype=np.dtype(dtype)).set_params(params))
-    return nets
+    """The trained networks saved in weights files (sizes, batch norm and running statistics
+    from the file; dropout from the spec)."""
+    return [network_from_arrays(load_weights(p), dropout=spec.get("dropout", 0.0), dtype=dtype)
+            for p in weight_paths]
 
 
 def ensemble_of(weight_paths, spec, dtype, data, lam) -> dict:
@@ -127,3 +125,50 @@ def aug_vs_lambda(paths) -> dict:
     shift = lam_shift_statement(
         {k: [best[k][s] for s in seeds] for k in best}, "no augmentation", "augmentation")
     return {"rows": rows, "best_log10_lam": best, "shift": shift}
+
+
+def init_sensitivity(paths) -> dict:
+    """The initialisation-sensitivity experiment: one row per (batch norm, σ) with test accuracy
+    (mean ± std over seeds), the final training loss, and the runs' history files for the curves;
+    a statement of the outcome generated from the spread across σ with and without batch norm."""
+    groups: dict[tuple[bool, float], list[tuple[str, dict]]] = {}
+    for p, m in zip(paths, read_runs(paths)):
+        key = (bool(m["spec"].get("batch_norm")), float(m["spec"]["init"]))
+        groups.setdefault(key, []).append((str(p), m))
+    rows = []
+    for (bn, sigma), items in sorted(groups.items(), key=lambda kv: (not kv[0][0], -kv[0][1])):
+        trained = [m for _, m in items if not m.get("diverged")]
+        accs = [m["test_accuracy"] for m in trained]
+        mean, std = mean_std(accs) if accs else (None, None)
+        rows.append({"batch_norm": bn, "sigma": sigma, "seeds": len(items),
+                     "diverged": len(items) - len(trained),
+                     "test_accuracy_mean": mean, "test_accuracy_std": std,
+                     "train_loss_mean": mean_std([m["train_loss"] for m in trained])[0] if trained else None,
+                     "lam": items[0][1]["lam"],
+                     "histories": [str(Path(p).with_name("history.csv")) for p, _ in items]})
+
+    def span(bn):
+        accs = [r["test_accuracy_mean"] for r in rows if r["batch_norm"] == bn
+                and r["test_accuracy_mean"] is not None]
+        return (min(accs), max(accs)) if accs else None
+
+    parts = []
+    for label, bn in (("with batch norm", True), ("without", False)):
+        s = span(bn)
+        diverged = sum(r["diverged"] for r in rows if r["batch_norm"] == bn)
+        text = (f"{label}, test accuracy spans {100 * s[0]:.1f}–{100 * s[1]:.1f}% across σ"
+                if s else f"{label}, no run trained to the end")
+        if diverged:
+            text += f" ({diverged} run(s) diverged)"
+        parts.append(text)
+    per_sigma = "; ".join(
+        f"σ = {sigma:.0e}: " + ", ".join(
+            f"{'BN' if r['batch_norm'] else 'no BN'} "
+            + (f"{100 * r['test_accuracy_mean']:.1f}%" if r["test_accuracy_mean"] is not None
+               else "diverged")
+            for r in rows if r["sigma"] == sigma)
+        for sigma in sorted({r["sigma"] for r in rows}, reverse=True))
+    seeds = max((r["seeds"] for r in rows), default=0)
+    statement = (f"Initialisation sensitivity ({seeds} seed(s) per cell): " + "; ".join(parts)
+                 + f". Per σ: {per_sigma}.")
+    return {"rows": rows, "statement": statement}

@@ -112,3 +112,57 @@ rule aug_vs_lambda:
         runtime=2,
     script:
         "../scripts/aug_vs_lambda.py"
+
+
+use rule ablation_run as init_run with:
+    input:
+        split_files("final"),
+        stats=split_stats("final"),
+        gates=GATE_EVIDENCE,
+        code=code("study"),
+        lam_source=lambda w: table_path(plan.lam_model(config, INIT["model"]), "fine"),
+        main_results=main_results(),
+    output:
+        metrics=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/metrics.json",
+        history=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/history.csv",
+        weights=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/weights.npz",
+    log:
+        f"{R}/logs/bonus/init_sensitivity/{{variant}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/bonus/init_sensitivity/{{variant}}_seed{{seed}}.tsv"
+    resources:
+        mem_mb=plan.train_mem_mb(config, INIT["model"]) if INIT else 1000,
+        runtime=plan.train_runtime(config, INIT["model"], INIT["cycles"]) if INIT else 5,
+    params:
+        spec=lambda w: plan.model_spec(
+            config, INIT["model"], **plan.init_variants(config)[w.variant]
+        ),
+        lam=lambda w: final_lam(INIT["model"]),
+        cycles=INIT["cycles"] if INIT else 0,
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=True,
+        record_divergence=True,  # a σ that does not train is this experiment's result
+
+
+rule init_table:
+    input:
+        runs=init_runs,
+        code=code("study"),
+    output:
+        json=f"{R}/bonus/init_sensitivity.json",
+        csv=report(
+            f"{R}/bonus/init_sensitivity.csv",
+            caption="../report/init_sensitivity.rst",
+            category="Bonus",
+        ),
+    log:
+        f"{R}/logs/bonus/init_sensitivity.log",
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    resources:
+        mem_mb=300,
+        runtime=2,
+    script:
+        "../scripts/init_table.py"

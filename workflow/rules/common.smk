@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.utils import validate
 
 ROOT = Path(workflow.basedir)
@@ -25,6 +26,7 @@ FINE = config["search"]["fine"]
 FINAL = config["final"]
 BONUS = config.get("bonus", {})
 ABL = BONUS.get("ablation")
+INIT = BONUS.get("init_sensitivity")
 AVL = BONUS.get("aug_vs_lambda")
 SYNTH = config["data"]["synthetic"]
 SYNTH_TARBALL = f"{R}/source/cifar-10-synthetic.tar.gz"
@@ -125,14 +127,17 @@ def search_cycles(stage):
 
 
 def final_lam(model):
-    """The fine search's best lam (read once the fine table exists)."""
-    return json.loads(Path(table_path(model, "fine")).read_text())["final_lam"]
+    """The fine search's best lam (read once the fine table exists); a model with `lam_from`
+    takes that model's."""
+    return json.loads(
+        Path(table_path(plan.lam_model(config, model), "fine")).read_text()
+    )["final_lam"]
 
 
 # --------------------------------------------------------------------- final and bonus
 def final_runs(model, name="metrics.json"):
     """Every seed's file of one model's final runs, once its fine table has chosen lam."""
-    checkpoints.search_table.get(model=model, stage="fine")
+    checkpoints.search_table.get(model=plan.lam_model(config, model), stage="fine")
     return [f"{R}/final/{model}/seed{s}/{name}" for s in FINAL["seeds"]]
 
 
@@ -144,6 +149,20 @@ def ablation_runs(wildcards=None):
         for s in ABL["seeds"]
     ]
     return runs
+
+
+def init_runs(wildcards=None):
+    """The initialisation-sensitivity runs, once their model's λ is chosen."""
+    if not INIT:
+        return []
+    checkpoints.search_table.get(
+        model=plan.lam_model(config, INIT["model"]), stage="fine"
+    )
+    return [
+        f"{R}/bonus/init_sensitivity/{v}/seed{s}/metrics.json"
+        for v in plan.init_variants(config)
+        for s in INIT["seeds"]
+    ]
 
 
 def aug_lambda_runs(wildcards=None):
@@ -170,6 +189,8 @@ def bonus_targets():
         out.append(f"{R}/bonus/ablation.json")
     if AVL:
         out.append(f"{R}/bonus/aug_vs_lambda.json")
+    if INIT:
+        out.append(f"{R}/bonus/init_sensitivity.json")
     return out
 
 
@@ -184,7 +205,7 @@ def training_runs(wildcards=None):
     runs += [r for m in FINAL["models"] for r in final_runs(m)]
     if ABL:
         runs += [r for r in ablation_runs() if r not in runs]
-    return runs + aug_lambda_runs()
+    return runs + aug_lambda_runs() + init_runs()
 
 
 def final_files(name):
@@ -198,6 +219,7 @@ TRAINING_RULES = [
     "final_run",
     "ablation_run",
     "aug_lambda_run",
+    "init_run",
 ]
 SINGLE_JOB_RULES = [
     "download",
@@ -235,15 +257,27 @@ def benchmark_files(wildcards):
 def all_targets(wildcards=None):
     """The report, and every file of every run this config asks for: a run file deleted after
     the report was built (an interrupted --forcerun) is rebuilt by a plain rerun, and what
-    depends on it after it."""
-    runs = training_runs()
-    return [
-        f"{R}/report/report.html",
-        f"{R}/report/report.md",
-        *runs,
-        *(
+    depends on it after it. Each group of runs is resolved on its own: while a checkpoint it
+    needs is still to run, that checkpoint's table stands in for it (and Snakemake asks again
+    once it has run), so one model's pending search does not hide the others' jobs."""
+    groups = [
+        lambda m=m, st=st: search_runs(m, st)
+        for m in config["search"]["models"]
+        for st in ("coarse", "fine")
+    ]
+    groups += [lambda m=m: final_runs(m) for m in FINAL["models"]]
+    groups += [ablation_runs] if ABL else []
+    groups += [aug_lambda_runs, init_runs]
+    out = [f"{R}/report/report.html", f"{R}/report/report.md"]
+    for group in groups:
+        try:
+            runs = group()
+        except IncompleteCheckpointException as pending:
+            out.append(pending.targetfile)
+            continue
+        out += [
             str(Path(r).with_name(n))
             for r in runs
-            for n in ("history.csv", "weights.npz")
-        ),
-    ]
+            for n in ("metrics.json", "history.csv", "weights.npz")
+        ]
+    return list(dict.fromkeys(out))

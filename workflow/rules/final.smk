@@ -7,7 +7,7 @@ use rule coarse_run as final_run with:
         stats=split_stats("final"),
         gates=GATE_EVIDENCE,
         code=code("study"),
-        lam_source=lambda w: table_path(w.model, "fine"),
+        lam_source=lambda w: table_path(plan.lam_model(config, w.model), "fine"),
     output:
         metrics=f"{R}/final/{{model}}/seed{{seed}}/metrics.json",
         history=f"{R}/final/{{model}}/seed{{seed}}/history.csv",

@@ -1,0 +1,19 @@
+"""Snakemake script: the initialisation-sensitivity table (σ, batch norm or not, test accuracy)."""
+import sys
+from pathlib import Path
+
+# Import this checkout's package, never another install: it is the code the gate rules watch.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1]))  # noqa: F821
+from handbackprop import stage  # noqa: E402
+
+stage.log_to(snakemake.log[0])  # noqa: F821
+stage.limit_threads(snakemake.threads)  # noqa: F821
+
+with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
+    from handbackprop.runfiles import write_table
+    from handbackprop.study import tables
+
+    sm = snakemake  # noqa: F821
+    table = tables.init_sensitivity(sm.input.runs)
+    write_table(table, sm.output.json, sm.output.csv)
+    print(table["statement"])
