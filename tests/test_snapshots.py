@@ -108,7 +108,7 @@ def test_an_ensemble_of_one_snapshot_is_that_network(tmp_path):
     assert snap["members"] == 1 and [r["seed"] for r in snap["per_seed"]] == [1, 2]
     # one cycle: the only snapshot is the final network, whose own test accuracy the run recorded
     assert snap["test_accuracy"] == summary["test_accuracy"]
-    assert "snapshot ensemble (1 cycle ends per seed)" in summary["text"]
+    assert "snapshot ensemble (1 cycle-end network(s) per seed)" in summary["text"]
 
 
 def test_the_snapshot_ensemble_averages_each_runs_cycle_end_softmax(tmp_path):

@@ -112,7 +112,7 @@ def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool
         data = data or load_split(split_dir)
         snap = snapshot_ensemble(snapshot_paths, out["seeds"], runs[0]["spec"], dtype, data, out["lam"])
         out["snapshot_ensemble"] = snap
-        text += (f"; snapshot ensemble ({snap['members']} cycle ends per seed): "
+        text += (f"; snapshot ensemble ({snap['members']} cycle-end network(s) per seed): "
                  f"{100 * snap['test_accuracy_mean']:.2f}% ± {100 * snap['test_accuracy_std']:.2f}")
     out["text"] = text
     return out
