@@ -25,4 +25,4 @@ onerror:
 rule all:
     default_target: True
     input:
-        all_targets(),
+        all_targets,

@@ -143,3 +143,24 @@ def test_evaluation_messages_name_the_check(table):
     assert "ensemble" in table["ensemble_averages_log_probs"]["trajectory_message"]
     assert "initial std of W1" in table["init_std_is_variance"]["overfit_message"]
     assert "torch" in table["dropout_not_inverted"]["trajectory_message"]
+
+
+def test_every_planted_bug_actually_ran(table):
+    """Each replacement counted its calls: a bug whose replacement never ran was never tested."""
+    for name, row in table.items():
+        if name != "(none: correct code)":
+            assert row["planted"] and row["planted_calls"] > 0, name
+
+
+def test_a_bug_the_code_never_reaches_is_reported_not_planted(images, monkeypatch):
+    """As if a module had done `from .layers import relu_backward`: patching layers.relu_backward
+    then changes nothing, and the table must say so rather than report a pass."""
+    from handbackprop.gates.planted_bugs import Bug, _patch
+    from handbackprop.nn import layers
+
+    ghost = Bug("ghost", "patches a name nothing calls",
+                _patch(layers, "relu_backward_unused", lambda dout, cache: dout))
+    monkeypatch.setattr(layers, "relu_backward_unused", layers.relu_backward, raising=False)
+    rows = run_catalogue(*images, {"gradcheck": SETTINGS["gradcheck"]}, bugs=[ghost], log=lambda s: None)
+    assert rows[1]["planted"] is False and rows[1]["planted_calls"] == 0
+    assert "not planted" in rows[1]["note"]

@@ -20,9 +20,10 @@ import yaml
 from conftest import REPO, planned_jobs, snakemake
 from handbackprop.report import build_report
 from handbackprop.report.build import lam, pct, pm, sci
-from handbackprop.report.collect import PUBLISHED, collect_git
+from handbackprop.report.collect import PUBLISHED
+from handbackprop.report.provenance import collect_git
 
-SECTIONS = ("summary", "data", "gates", "schedule", "searches", "final", "bonus", "provenance")
+SECTIONS = ("summary", "data", "gates", "audit", "schedule", "searches", "final", "bonus", "provenance")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -75,7 +76,7 @@ def run_config(md):
 # ------------------------------------------------------------------------------ content
 def test_every_section_present_in_both_forms(page, md, sec):
     assert set(SECTIONS) <= set(sec), sorted(sec)
-    for heading in ("## Summary", "## Data", "## Gates", "## Learning-rate schedule", "## λ searches",
+    for heading in ("## Summary", "## Data", "## Gates", "## Audit", "## Learning-rate schedule", "## λ searches",
                     "## Final training", "## Bonus experiments", "## Provenance"):
         assert heading in md
     assert "data:image" not in md and "<img" not in md  # the Markdown is text-only by design
@@ -86,7 +87,7 @@ def test_summary_accuracies_lambdas_published_and_gates(quick_results, sec, md, 
     for model in run_config["final"]["models"]:
         summ = read(quick_results / "final" / model / "summary.json")
         acc = pm(summ["test_accuracy_mean"], summ["test_accuracy_std"])
-        assert re.search(rf"{re.escape(model)} .*?{re.escape(lam(summ['lambda']))} .*?{re.escape(acc)}", s), model
+        assert re.search(rf"{re.escape(model)} .*?{re.escape(lam(summ['lam']))} .*?{re.escape(acc)}", s), model
         assert acc in md
         for a in summ["test_accuracy"]:
             assert pct(a) in s
@@ -172,12 +173,12 @@ def test_searches_section(quick_results, sec, run_config):
     s = sec["searches"]
     for model in run_config["search"]["models"]:
         fine = read(quick_results / "search" / model / "fine.json")
-        assert f"{model}: chosen λ = {lam(fine['best']['lambda'])} (validation accuracy " \
+        assert f"{model}: chosen λ = {lam(fine['best']['lam'])} (validation accuracy " \
                f"{pct(fine['best']['val_accuracy'])})" in s
         for stage in ("coarse", "fine"):
             t = read(quick_results / "search" / model / f"{stage}.json")
             for r in t["rows"]:
-                assert f"{lam(r['lambda'])} {r['log10_lambda']:.3f} {pct(r['val_accuracy'])}" in s
+                assert f"{lam(r['lam'])} {r['log10_lam']:.3f} {pct(r['val_accuracy'])}" in s
         # The final runs used that lambda.
         assert read(quick_results / "final" / model / "summary.json")["lam"] == fine["best"]["lam"] \
             if model in run_config["final"]["models"] else True
@@ -188,7 +189,7 @@ def test_final_and_bonus_sections(quick_results, sec, page, run_config):
     for model in run_config["final"]["models"]:
         for seed in run_config["final"]["seeds"]:
             m = read(quick_results / "final" / model / f"seed{seed}" / "metrics.json")
-            assert (f"{seed} {lam(m['lambda'])} {m['steps']} {pct(m['train_accuracy'])} {pct(m['val_accuracy'])} "
+            assert (f"{seed} {lam(m['lam'])} {m['steps']} {pct(m['train_accuracy'])} {pct(m['val_accuracy'])} "
                     f"{pct(m['test_accuracy'])}") in f
     assert 'alt="weights linear"' in page  # the linear model's weight images
     b = sec["bonus"]
@@ -238,6 +239,52 @@ def test_builds_without_bonus_outputs(quick_results, run_config, tmp_path):
     page = (out / "report.html").read_text()
     assert "bonus" not in sections(page) and "## Bonus experiments" not in (out / "report.md").read_text()
     assert "summary" in sections(page)
+
+
+# ------------------------------------------------------------------------------ audit
+def test_audit_rescored_every_run_of_every_kind_and_the_report_says_so(quick_results, sec, md):
+    a = read(quick_results / "report" / "audit.json")
+    runs = sorted(quick_results.glob("*/**/metrics.json"))
+    mc = a["metrics"]
+    assert a["passed"] and mc["all_match"] and not mc["failures"]
+    # The quick profile rescores every run (report.audit_sample: null), of all four kinds.
+    assert mc["n_checked"] == mc["n_runs"] == len(runs)
+    assert {k["kind"]: k["checked"] for k in mc["by_kind"]} == {
+        "search": len(list(quick_results.glob("search/**/metrics.json"))),
+        "final": len(list(quick_results.glob("final/**/metrics.json"))),
+        "ablation": len(list(quick_results.glob("bonus/ablation/**/metrics.json"))),
+        "aug": len(list(quick_results.glob("bonus/aug_vs_lambda/**/metrics.json")))}
+    assert all(r["ok"] and r["fields"] for r in mc["checked"])
+    sentence = (f"{mc['n_checked']} of {mc['n_runs']} training runs rechecked "
+                f"({', '.join(str(k['checked']) + ' ' + k['kind'] for k in mc['by_kind'])}): all {mc['n_figures']} "
+                "train/val/test figures in their metrics.json matched the rescored saved weights exactly")
+    assert sentence in sec["summary"] and sentence in sec["audit"] and sentence in md
+    assert f"The audit recomputed η for all {len(runs)} training runs" in sec["schedule"]
+    assert a["schedule"]["max_abs_diff"] == 0.0
+
+
+def test_audit_rule_fails_naming_a_planted_wrong_figure(quick_run, tmp_path):
+    """The real rule, in a copy of the finished run: one run's val_accuracy edited (its file time
+    kept, so nothing upstream reruns), then the audit job must fail and name the run and field."""
+    work = tmp_path / "copy"
+    shutil.copytree(quick_run, work, symlinks=True)
+    results = work / "results" / "quick"
+    run = results / "search" / "mlp50" / "fine"
+    target = sorted(run.glob("*/seed*/metrics.json"))[0]
+    stat = target.stat()
+    m = read(target)
+    m["val_accuracy"] = m["val_accuracy"] + 0.01
+    target.write_text(json.dumps(m))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    proc = snakemake(work, "--forcerun", "audit", "--until", "audit", "--rerun-triggers", "mtime", "--nolock",
+                     check=False)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log[-3000:]
+    assert set(re.findall(r"^\s*(?:local)?rule (\w+):", log, re.M)) == {"audit"}, log[-3000:]
+    why = (results / "logs" / "audit.log").read_text()
+    name = str(target.parent.relative_to(results))
+    assert "AuditFailed" in why and f"run {name}: val_accuracy is {m['val_accuracy']!r} in metrics.json" in why
+    assert not (results / "report" / "audit.json").exists()  # a failed audit leaves no audit.json
 
 
 # ------------------------------------------------------------------------------ rerun

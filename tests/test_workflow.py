@@ -197,7 +197,7 @@ def test_a_deleted_run_is_rebuilt_by_a_plain_rerun_with_what_depends_on_it(quick
     for f in run.iterdir():
         f.unlink()
     jobs = planned_jobs(snakemake(quick_run, "-n"))
-    assert jobs == {"final_run": 1, "final_summary": 1, "report": 1, "all": 1}
+    assert jobs == {"final_run": 1, "final_summary": 1, "audit": 1, "report": 1, "all": 1}
     snakemake(quick_run)
     after = json.loads((run / "metrics.json").read_text())
     assert {k: v for k, v in after.items() if k != "seconds"} == \

@@ -3,10 +3,17 @@ the verified modules at run time, to measure which gate catches which.
 
 Production code has no switch for any of these: each bug replaces a function
 of `handbackprop.nn` inside a context manager and restores it on exit.
+
+A replacement that never runs proves nothing: if the code reached the original
+some other way (say, a new `from .layers import relu_backward`), the gates would
+"pass" a bug that was never there. So every replacement counts its calls, and a
+bug whose replacement ran zero times is reported as "not planted", which fails
+the bug-table rule.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Callable
 from unittest import mock
@@ -24,8 +31,31 @@ class Bug:
     plant: Callable[[], contextlib.AbstractContextManager]
 
 
+class PlantCounter:
+    """How many times the planted replacement(s) of one bug ran."""
+
+    def __init__(self):
+        self.calls = 0
+
+
+def _counted(replacement, counter: PlantCounter):
+    @functools.wraps(replacement)
+    def wrapper(*args, **kwargs):
+        counter.calls += 1
+        return replacement(*args, **kwargs)
+    return wrapper
+
+
 def _patch(target, attr, replacement):
-    return lambda: mock.patch.object(target, attr, replacement)
+    """plant() -> context manager that swaps target.attr for a counting replacement and
+    yields the PlantCounter (a method replacement still gets `self`: a plain function
+    set on a class binds like any method)."""
+    @contextlib.contextmanager
+    def plant():
+        counter = PlantCounter()
+        with mock.patch.object(target, attr, _counted(replacement, counter)):
+            yield counter
+    return plant
 
 
 _orig_affine_backward = layers.affine_backward
@@ -199,13 +229,19 @@ def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]
         ctx = bug.plant() if bug else contextlib.nullcontext()
         row = {"bug": bug.name if bug else "(none: correct code)",
                "description": bug.description if bug else "the code as shipped"}
-        with ctx:
+        with ctx as counter:
             for gate in settings:
                 ev = run_gate(gate, X, y, settings[gate], log=lambda s: None)
                 row[gate] = "passed" if ev["passed"] else "caught"
                 row[f"{gate}_message"] = ev["failures"][0] if ev["failures"] else ""
+        row["planted_calls"] = counter.calls if bug else None
+        row["planted"] = bug is None or (isinstance(counter, PlantCounter) and counter.calls > 0)
         row["caught_by"] = [g for g in settings if row[g] == "caught"]
         row["note"] = UNCAUGHT_REASON.get(row["bug"], "") if not row["caught_by"] else ""
-        log(f"{row['bug']}: caught by {', '.join(row['caught_by']) or 'no gate'}")
+        if not row["planted"]:
+            row["note"] = ("not planted: its replacement never ran, so the gates never saw this "
+                           "bug (is the function reached through its module?)")
+        log(f"{row['bug']}: caught by {', '.join(row['caught_by']) or 'no gate'}"
+            + ("" if row["planted"] else " -- NOT PLANTED"))
         rows.append(row)
     return rows

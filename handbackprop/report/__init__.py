@@ -1,11 +1,15 @@
-"""The study's final report: every number read from the workflow's outputs, rendered to one
-self-contained HTML file (figures as data URIs) and a text-only Markdown twin.
+"""The study's final report, divided by what each part does:
 
-    collect.collect(results_dir, config)  -> context dict (plain data, no figures)
-    figures.make_figures(context)         -> {name: data URI}
-    build.build_report(results_dir, config, html_path, md_path)
+    audit.audit(...), audit.check(...)   the checks (code hashes, schedule, metrics provenance via
+                                         rescore.py) -> audit.json, run by the `audit` rule
+    collect.collect(...)                 read every output (and audit.json) into a context dict
+    provenance, benchmarks               git, machine, versions, config; wall time and memory
+    figures.make_figures(context)        {name: PNG data URI}
+    render.render(context, figures)      (html, markdown) from one partial per section
+    build.build_report(...)              all of the above, written to report.html / report.md
 
-No Snakemake dependency: workflow/scripts/report.py is a thin wrapper around build_report.
+No Snakemake dependency: workflow/scripts/report.py and audit.py are thin wrappers.
 """
-from .build import build_report, render  # noqa: F401
-from .collect import PUBLISHED  # noqa: F401  (the module `collect` stays importable by name)
+from .build import build_report  # noqa: F401
+from .collect import PUBLISHED  # noqa: F401
+from .render import render  # noqa: F401

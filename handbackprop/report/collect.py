@@ -1,29 +1,24 @@
-"""Read every output of the study into one plain context dict for the report.
+"""Reading the study's outputs into one plain context dict for the report.
 
-Nothing here computes a result the workflow has not already computed, except what the
-report itself must check or summarise: the code-hash comparison, the learning-rate schedule
-(recomputed exactly with the training code's own schedule function), benchmark totals and
-provenance (git, package versions, machine). Paths follow the workflow's output layout below
-the results directory; the lists of models and seeds come from the config.
+Nothing here computes a result: the workflow computed every figure, and the audit rule
+(audit.py) checked them and wrote ``report/audit.json``, which is read here like any output.
+Paths follow the workflow's output layout below the results directory; the lists of models
+and seeds come from the config. A new section's data is one more ``collect_*`` function here,
+called from ``collect``.
 """
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import math
-import os
-import platform
-import re
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from ..nn import code_hash as current_code_hash
-from ..nn.schedule import cyclic_lr
+from .audit import schedule_of
+from .benchmarks import collect_benchmarks
+from .provenance import collect_provenance
 
 # The only figures typed in: the published reference results, always labelled as published.
 PUBLISHED = {
@@ -36,7 +31,6 @@ PUBLISHED_BY_MODEL = {"linear": "linear_test_accuracy", "bonus": "bonus_test_acc
 
 GATES = ("gradcheck", "overfit", "trajectory")
 SAMPLES_PER_CLASS = 8
-PACKAGES = ("numpy", "pandas", "matplotlib", "jinja2", "torch", "snakemake", "threadpoolctl", "pyyaml")
 
 
 def read_json(path):
@@ -154,6 +148,8 @@ def collect_gates(R: Path) -> dict:
         "trajectory_tolerance": tr["tolerance"],
         "trajectory_settings": tr.get("settings", {}),
         "bug_rows": bug["rows"],
+        # The gates that are columns of the bug table (a new gate becomes a column by itself).
+        "bug_columns": [g for g in (bug.get("settings") or GATES) if all(g in r for r in bug["rows"])],
         "bug_uncaught": bug.get("uncaught", []),
     }
 
@@ -168,16 +164,10 @@ def collect_searches(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def schedule_of(metrics: dict) -> dict:
-    """eta at every step of a run, from the training code's own schedule function."""
-    tc = metrics["train_config"]
-    steps = np.arange(int(metrics["steps"]))
-    eta = cyclic_lr(steps, tc["eta_min"], tc["eta_max"], int(metrics["n_s"]))
-    return {"step": steps.tolist(), "eta": np.atleast_1d(eta).tolist(), "n_s": int(metrics["n_s"]),
-            "eta_min": tc["eta_min"], "eta_max": tc["eta_max"], "steps": int(metrics["steps"])}
-
-
-def collect_finals(R: Path, config: dict) -> list[dict]:
+def collect_finals(R: Path, config: dict, audit: dict) -> list[dict]:
+    """Final runs with their histories; the schedule recomputed for the figure, and the audit's
+    comparison of it with the η each run recorded."""
+    checked = audit.get("schedule", {}).get("runs", {})
     out = []
     for model in config["final"]["models"]:
         summary = read_json(R / "final" / model / "summary.json")
@@ -185,13 +175,10 @@ def collect_finals(R: Path, config: dict) -> list[dict]:
         for seed in config["final"]["seeds"]:
             d = R / "final" / model / f"seed{seed}"
             m = read_json(d / "metrics.json")
-            hist = read_csv_columns(d / "history.csv")
             sched = schedule_of(m)
-            # The recomputed schedule against the eta the run recorded, at the recorded steps.
-            rec = [(int(s), e) for s, e in zip(hist.get("step", []), hist.get("eta", []))
-                   if 0 <= s < len(sched["eta"]) and not math.isnan(e)]
-            sched["max_abs_diff_recorded"] = max((abs(sched["eta"][s] - e) for s, e in rec), default=None)
-            runs.append({"seed": seed, "metrics": m, "history": hist, "schedule": sched})
+            sched["max_abs_diff_recorded"] = checked.get(f"final/{model}/seed{seed}", {}).get("max_abs_diff")
+            runs.append({"seed": seed, "metrics": m, "history": read_csv_columns(d / "history.csv"),
+                         "schedule": sched})
         weight_images = None
         wpath = R / "final" / model / f"seed{config['final']['seeds'][0]}" / "weights.npz"
         if wpath.exists():
@@ -222,158 +209,25 @@ def collect_bonus(R: Path, config: dict) -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------ code hashes
-def collect_hashes(R: Path, gates: dict, finals: list[dict], run_paths=None) -> dict:
-    """Every training run's code hash against the hash the gates verified.
+def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None) -> dict:
+    """The whole report context; figures are made from it separately.
 
-    run_paths: the metrics.json files of this run's training jobs (the report rule's inputs);
-    None globs every metrics.json under R, stale leftovers of other configs included.
+    audit: audit.json's content; benchmark_paths: this config's jobs' benchmark files (None:
+    no benchmark table).
     """
-    gate_hashes = set(gates["hashes"].values())
-    verified = next(iter(gate_hashes)) if len(gate_hashes) == 1 else None
-    runs = {}
-    for f in finals:
-        for r in f["runs"]:
-            runs[str(Path("final") / f["model"] / f"seed{r['seed']}")] = r["metrics"].get("code_hash")
-        runs[str(Path("final") / f["model"] / "summary")] = f["summary"].get("code_hash")
-    # Search and bonus runs are upstream of the declared tables: read each of them too.
-    if run_paths is None:
-        run_paths = [p for sub in ("search", "bonus", "final") for p in sorted((R / sub).glob("**/metrics.json"))]
-    for p in map(Path, run_paths):
-        key = str(p.resolve().parent.relative_to(R.resolve()))
-        if key not in runs:
-            runs[key] = read_json(p).get("code_hash")
-    mismatched = sorted(k for k, h in runs.items() if h != verified)
-    now = current_code_hash()
-    return {"verified": verified, "gates_agree": len(gate_hashes) == 1, "n_runs": len(runs),
-            "all_match": verified is not None and not mismatched, "mismatched": mismatched,
-            "checkout": now, "checkout_matches": now == verified}
-
-
-# ------------------------------------------------------------------------------- benchmarks
-def _num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def collect_benchmarks(R: Path) -> dict:
-    """Per-stage wall time and peak memory from Snakemake's benchmark TSVs (globbed, not inputs)."""
-    groups: dict[str, dict] = {}
-    base = R / "benchmarks"
-    for p in sorted(base.glob("**/*.tsv")):
-        rel = p.relative_to(base).with_suffix("")
-        last = re.sub(r"(_?(l\d+|seed\d+|\d+))+$", "", rel.name)
-        stage = "/".join([*rel.parent.parts, last] if last else rel.parent.parts) or rel.name
-        with open(p, newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-        for row in rows:
-            g = groups.setdefault(stage, {"stage": stage, "jobs": 0, "seconds": 0.0, "max_seconds": 0.0,
-                                          "max_rss_mb": math.nan, "cpu_time": 0.0})
-            s, rss = _num(row.get("s")), _num(row.get("max_rss"))
-            g["jobs"] += 1
-            g["seconds"] += 0.0 if math.isnan(s) else s
-            g["max_seconds"] = max(g["max_seconds"], 0.0 if math.isnan(s) else s)
-            g["cpu_time"] += 0.0 if math.isnan(_num(row.get("cpu_time"))) else _num(row.get("cpu_time"))
-            if not math.isnan(rss):
-                g["max_rss_mb"] = rss if math.isnan(g["max_rss_mb"]) else max(g["max_rss_mb"], rss)
-    rows = list(groups.values())
-    rss = [g["max_rss_mb"] for g in rows if not math.isnan(g["max_rss_mb"])]
-    return {"rows": rows, "total_seconds": sum(g["seconds"] for g in rows),
-            "total_jobs": sum(g["jobs"] for g in rows), "peak_rss_mb": max(rss) if rss else None}
-
-
-# ------------------------------------------------------------------------------- provenance
-def _git(repo: Path, *args) -> tuple[str | None, str]:
-    """(stdout, "") on success, (None, why) otherwise."""
-    try:
-        p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as e:
-        return None, str(e)
-    if p.returncode != 0:
-        why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"git exited {p.returncode}"
-        return None, f"{why} (in {repo})"
-    return p.stdout.rstrip("\n"), ""  # keep porcelain's leading status columns
-
-
-def collect_git(repo: Path) -> dict:
-    commit, why = _git(repo, "rev-parse", "HEAD")
-    if commit is None:
-        return {"available": False, "commit": None, "dirty": None, "changed": [], "reason": why}
-    status, _ = _git(repo, "status", "--porcelain", "--untracked-files=no")
-    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
-    return {"available": True, "commit": commit.strip(), "short": commit.strip()[:12],
-            "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD")[0],
-            "dirty": bool(changed), "changed": changed}
-
-
-def collect_versions() -> list[dict]:
-    out = [{"package": "python", "version": platform.python_version()}]
-    for name in PACKAGES:
-        try:
-            v = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            v = None
-        out.append({"package": name, "version": v})
-    return out
-
-
-def collect_machine() -> dict:
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
-                value = line.split(":", 1)[1].strip()
-                if value and not value.isdigit():
-                    cpu = value
-                    break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = int(line.split()[1]) / 1024 ** 2
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = None
-    return {"cpu": cpu or platform.processor() or "unknown", "logical_cores": os.cpu_count(),
-            "usable_cores": usable, "memory_gb": mem_gb, "platform": platform.platform(),
-            "python": sys.version.split()[0]}
-
-
-def config_text(config: dict) -> str:
-    try:
-        import yaml
-        return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
-    except ImportError:  # the report env may lack PyYAML: JSON is YAML too
-        return json.dumps(config, indent=2)
-
-
-# ----------------------------------------------------------------------------------- all
-def collect(results_dir, config: dict, repo_dir=None, run_paths=None) -> dict:
-    """The whole report context; figures are made from it separately."""
     R = Path(results_dir)
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
-    gates = collect_gates(R)
-    finals = collect_finals(R, config)
     data = collect_data(R)
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results_dir": str(config.get("results", R)),
         "published": PUBLISHED,
         "data": data,
-        "gates": gates,
+        "gates": collect_gates(R),
+        "audit": audit,
         "searches": collect_searches(R, config),
-        "finals": finals,
+        "finals": collect_finals(R, config, audit),
         "bonus": collect_bonus(R, config),
-        "hashes": collect_hashes(R, gates, finals, run_paths),
-        "benchmarks": collect_benchmarks(R),
-        "provenance": {"config": config, "config_text": config_text(config), "git": collect_git(repo),
-                       "versions": collect_versions(), "machine": collect_machine(),
-                       "data_md5": data["download"].get("md5")},
+        "benchmarks": collect_benchmarks(benchmark_paths, R / "benchmarks"),
+        "provenance": collect_provenance(config, repo, data["download"].get("md5")),
     }

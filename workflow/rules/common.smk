@@ -187,5 +187,59 @@ def final_files(name):
     return lambda wildcards: [r for m in FINAL["models"] for r in final_runs(m, name)]
 
 
-def all_targets():
-    return [f"{R}/report/report.html", f"{R}/report/report.md"]
+# ------------------------------------------------------------------------- report
+TRAINING_RULES = [
+    "coarse_run",
+    "fine_run",
+    "final_run",
+    "ablation_run",
+    "aug_lambda_run",
+]
+SINGLE_JOB_RULES = [
+    "download",
+    "gate_gradcheck",
+    "gate_overfit",
+    "gate_trajectory",
+    "gate_bug_table",
+]
+
+
+def training_files(name):
+    """One file of every training run this config asks for (beside its metrics.json)."""
+    return lambda wildcards: [
+        str(Path(r).with_name(name)) for r in training_runs(wildcards)
+    ]
+
+
+def benchmark_files(wildcards):
+    """The benchmark file of every job this config asks for, each from its own rule's
+    `benchmark:` path (so leftovers of other configs are never read)."""
+    out = [str(getattr(rules, r).benchmark) for r in SINGLE_JOB_RULES]
+    out += expand(str(rules.preprocess.benchmark), split=["search", "final"])
+    for run in training_runs(wildcards):
+        for name in TRAINING_RULES:
+            made_by = getattr(rules, name)
+            match = made_by.output.metrics.match(run)
+            if match:
+                out.append(made_by.benchmark.apply_wildcards(match.groupdict()))
+                break
+        else:
+            raise ValueError(f"{run}: made by none of {TRAINING_RULES}")
+    return out
+
+
+def all_targets(wildcards=None):
+    """The report, and every file of every run this config asks for: a run file deleted after
+    the report was built (an interrupted --forcerun) is rebuilt by a plain rerun, and what
+    depends on it after it."""
+    runs = training_runs()
+    return [
+        f"{R}/report/report.html",
+        f"{R}/report/report.md",
+        *runs,
+        *(
+            str(Path(r).with_name(n))
+            for r in runs
+            for n in ("history.csv", "weights.npz")
+        ),
+    ]

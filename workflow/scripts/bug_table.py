@@ -21,6 +21,14 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     rows = run_catalogue(data["X_train"], data["y_train"], sm.params.settings)
     if rows[0]["caught_by"]:
         raise SystemExit(f"the correct code fails {rows[0]['caught_by']}: the gates are miscalibrated")
+    not_planted = [r["bug"] for r in rows[1:] if not r["planted"]]
+    if not_planted:
+        raise SystemExit(f"planted bug(s) {', '.join(not_planted)} never ran (not planted): the "
+                         f"gates' catch of them would prove nothing; reach the patched function "
+                         f"through its module")
+    uncaught = [r["bug"] for r in rows[1:] if not r["caught_by"]]
+    if uncaught:
+        raise SystemExit(f"planted bug(s) {', '.join(uncaught)} pass every gate")
     with atomic_path(sm.output.csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     write_json(sm.output.json, {"rows": rows, "settings": sm.params.settings,

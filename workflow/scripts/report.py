@@ -10,9 +10,10 @@ stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
-    from handbackprop.report import build_report  # noqa: E402
+    from handbackprop.report import build_report
 
     sm = snakemake  # noqa: F821
-    results = Path(sm.input.download).parents[1]  # {results}/data/download.json
+    results = Path(sm.output.html).parents[1]  # {results}/report/report.html
     build_report(results, sm.params.config, sm.output.html, sm.output.md,
-                 repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, run_paths=sm.input.trained)
+                 repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, audit_path=sm.input.audit,
+                 benchmark_paths=sm.input.benchmarks)
