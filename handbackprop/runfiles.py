@@ -1,7 +1,8 @@
 """The files of a training run and of a table of runs, written atomically (see atomic.py).
 
-A run folder holds ``history.csv``, ``weights.npz`` and ``metrics.json``,
-written in that order: the presence of metrics.json means the run is complete.
+A run folder holds ``history.csv``, ``weights.npz`` (and, for final runs, ``snapshots.npz``:
+the weights at each cycle end) and ``metrics.json``, written in that order: the presence of
+metrics.json means the run is complete.
 """
 from __future__ import annotations
 
@@ -39,11 +40,33 @@ def load_weights(path) -> dict:
         return {k: z[k] for k in z.files}
 
 
+def save_snapshots(path, snapshots: list[dict]):
+    """The weights at each cycle end in one file, keys ``cycle1/W1``, ``cycle1/b1``, ..."""
+    if not snapshots:
+        raise ValueError(f"no cycle-end snapshots to write to {path}: was the run trained with "
+                         f"snapshot_cycles=True?")
+    save_weights(path, {f"cycle{c}/{k}": v for c, params in enumerate(snapshots, start=1)
+                        for k, v in params.items()})
+
+
+def load_snapshots(path) -> list[dict]:
+    """[params after cycle 1, params after cycle 2, ...] from a snapshots.npz."""
+    by_cycle: dict[int, dict] = {}
+    for key, v in load_weights(path).items():
+        cycle, name = key.split("/", 1)
+        by_cycle.setdefault(int(cycle.removeprefix("cycle")), {})[name] = v
+    if sorted(by_cycle) != list(range(1, len(by_cycle) + 1)):
+        raise ValueError(f"{path}: cycles {sorted(by_cycle)} are not 1..{len(by_cycle)}")
+    return [by_cycle[c] for c in sorted(by_cycle)]
+
+
 def write_run(outputs: dict, net, result, metrics: dict):
-    """history.csv and weights.npz first, metrics.json last: its presence means the run is complete."""
+    """history.csv and the weights first, metrics.json last: its presence means the run is complete."""
     save_history(outputs["history"], result.history)
     if "weights" in outputs:
         save_weights(outputs["weights"], net.arrays())  # parameters and running statistics
+    if "snapshots" in outputs:
+        save_snapshots(outputs["snapshots"], result.snapshots)
     write_json(outputs["metrics"], metrics)
 
 

@@ -48,6 +48,8 @@ BAD = {
     "empty coarse range": ({"search": {"coarse": {"l_min": -1, "l_max": -3}}}, "search.coarse"),
     "ablation of a model without finals": ({"final": {"models": ["linear"], "ensemble": []}},
                                            "bonus.ablation.model"),
+    "shift fit wider than its grid": ({"bonus": {"aug_vs_lambda": {"fit_points": 7}}},
+                                      "bonus.aug_vs_lambda.fit_points"),
 }
 
 
@@ -88,8 +90,9 @@ def test_step_size_in_epochs_steps_or_default():
 
 def test_search_settings_per_model(quick):
     assert plan.search_settings(quick, "bonus") == {"n_coarse": 3, "n_fine": 2, "coarse_cycles": 1,
-                                                    "fine_cycles": 1}
+                                                    "fine_cycles": 1, "seeds": [1]}
     assert plan.search_settings(quick, "linear")["n_coarse"] == quick["search"]["coarse"]["n"]
+    assert plan.search_settings(quick, "linear")["seeds"] == quick["search"]["seeds"] == [1, 2]
 
 
 def test_ablation_switches_each_improvement_off_then_all(quick):
@@ -177,7 +180,7 @@ def test_coarse_table_writes_the_fine_grid_and_fine_table_the_final_lam(tmp_path
                                       zip(coarse["fine_grid"].values(), (0.51, 0.50, 0.53))]),
         "fine", "m")
     assert fine["final_lam"] == pytest.approx(10 ** -2.5)  # the fine best, not the coarse one
-    assert [r["run"] for r in fine["rows"]] == [f"{label}/seed1" for label in coarse["fine_grid"]]
+    assert [r["runs"] for r in fine["rows"]] == [[f"{label}/seed1"] for label in coarse["fine_grid"]]
 
 
 # ------------------------------------------------------------------ diverged search points
@@ -221,7 +224,7 @@ def test_diverged_points_are_shown_but_never_chosen(tmp_path):
     table = tables.search_table(paths, "coarse", "m", fine={"n": 3, "half_width": 0.5, "l_min": -5, "l_max": -1})
     assert table["best"]["lam"] == 1e-3
     assert [r["diverged"] for r in table["rows"]] == [False, False, True]
-    assert table["rows"][2]["diverged_step"] == 7
+    assert table["runs"][2]["diverged_step"] == 7
 
 
 def test_a_search_where_every_point_diverged_fails_with_the_advice():

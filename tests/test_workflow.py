@@ -37,12 +37,24 @@ def test_quick_profile_produces_every_stage(quick_results):
         assert summary["test_accuracy_mean"] > 0.3  # the synthetic classes are learnable
         run = json.loads((r / "final" / model / "seed1" / "metrics.json").read_text())
         assert sum(map(sum, run["confusion"])) == 200  # every test image scored once
+        # every λ ran at each of the model's search seeds (bonus: its per-model override)
+        seeds = [1] if model == "bonus" else [1, 2]
+        assert coarse["seeds"] == fine["seeds"] == seeds
+        assert all(row["n"] + row["n_diverged"] == len(seeds) for row in coarse["rows"] + fine["rows"])
+        assert coarse["best"]["lam"] in coarse["indistinguishable"]
+        # a snapshot ensemble per seed, of the run's cycle ends (quick: 1 cycle, the final net)
+        snap = summary["snapshot_ensemble"]
+        assert [row["members"] for row in snap["per_seed"]] == [1, 1]
+        assert snap["test_accuracy"] == summary["test_accuracy"]
     assert "ensemble" in json.loads((r / "final" / "bonus" / "summary.json").read_text())
     abl = json.loads((r / "bonus" / "ablation.json").read_text())
     assert {"all", "all + ensemble", "all_off", "no_dropout", "no_augmentation"} <= {
         row["variant"] for row in abl["rows"]}
     avl = json.loads((r / "bonus" / "aug_vs_lambda.json").read_text())
-    assert avl["shift"]["verdict"] in {"smaller", "larger", "no clear shift"}
+    shift = avl["shift"]
+    assert shift["verdict"] in {"smaller", "larger", "no shift detectable at this budget"}
+    assert shift["n_seeds"] == 3 and shift["ci_low"] <= shift["mean_shift_log10"] <= shift["ci_high"]
+    assert (shift["verdict"] == "no shift detectable at this budget") == (shift["ci_low"] <= 0 <= shift["ci_high"])
     bugs = json.loads((r / "gates" / "bug_table.json").read_text())
     assert len(bugs["rows"]) >= 9
 
@@ -124,9 +136,10 @@ def test_runs_are_found_by_lam_and_trained_at_exactly_the_planned_value(quick_re
         coarse = json.loads((quick_results / "search" / model / "coarse.json").read_text())
         fine = json.loads((quick_results / "search" / model / "fine.json").read_text())
         for label, lam in coarse["fine_grid"].items():
-            run = json.loads((quick_results / "search" / model / "fine" / label / "seed12" /
-                              "metrics.json").read_text())
-            assert run["lam"] == lam and label == f"lam_{lam:.2e}"
+            for seed in fine["seeds"]:
+                run = json.loads((quick_results / "search" / model / "fine" / label / f"seed{seed}" /
+                                  "metrics.json").read_text())
+                assert run["lam"] == lam and run["seed"] == seed and label == f"lam_{lam:.2e}"
         for seed in (1, 2):
             final = json.loads((quick_results / "final" / model / f"seed{seed}" / "metrics.json").read_text())
             assert final["lam"] == fine["final_lam"] == fine["best"]["lam"]
@@ -136,7 +149,7 @@ def test_runs_are_found_by_lam_and_trained_at_exactly_the_planned_value(quick_re
         assert json.loads(p.read_text())["lam"] == bonus_lam
     avl = {json.loads(p.read_text())["log10_lam"]
            for p in (quick_results / "bonus" / "aug_vs_lambda").glob("*/lam_*/seed*/metrics.json")}
-    assert sorted(avl) == pytest.approx([-4.0, -3.0, -2.0])
+    assert sorted(avl) == pytest.approx([-4.0, -3.5, -3.0, -2.5, -2.0])
 
 
 PLANTED = {

@@ -91,6 +91,9 @@ class TrainConfig:
     divergence_factor: float = 10.0
     train_eval_size: int = 10000  # training-set rows scored at each record point
     max_steps: int | None = None  # stop early (gates); None: 2 * n_s * cycles
+    # Keep a copy of the weights at each cycle end (the schedule's eta_min minimum): the members
+    # of a snapshot ensemble, at no extra training cost.
+    snapshot_cycles: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -104,6 +107,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     n_s: int = 0
+    snapshots: list[dict] = field(default_factory=list)  # net.arrays() after cycle 1, 2, ... (copies)
 
 
 def random_streams(seed: int):
@@ -179,6 +183,9 @@ def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=pr
             raise TrainingDiverged(step, cost, start_cost, eta, cfg.lam, cfg.eta_max, cfg.optimizer)
         result.step_costs.append(cost)
         opt.step(net.params, grads, eta)
+        if cfg.snapshot_cycles and (step + 1) % (2 * n_s) == 0:
+            # parameters and, with batch norm, the running statistics the network evaluates with
+            result.snapshots.append({k: v.copy() for k, v in net.arrays().items()})
     record(total)
     result.steps = total
     result.seconds = time.perf_counter() - t0

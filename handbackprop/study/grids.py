@@ -39,8 +39,8 @@ class EverySearchPointDiverged(RuntimeError):
 
 
 def best_row(rows: list[dict]) -> dict:
-    """Highest validation accuracy; ties go to the lower validation cost. Diverged points
-    (recorded, with no accuracy) are never the best."""
+    """Highest validation accuracy (a search table's rows hold the mean over seeds); ties go to
+    the lower validation cost. Diverged points (recorded, with no accuracy) are never the best."""
     trained = [r for r in rows if not r.get("diverged")]
     if not trained:
         advice = "; ".join(sorted({r.get("advice") or "" for r in rows} - {""}))
@@ -66,30 +66,3 @@ def fine_exponents(coarse_rows: list[dict], n: int, half_width: float, l_min: fl
         lo, hi = max(l_min, l_max - 2 * half_width), l_max
     return [float(v) for v in np.linspace(lo, hi, n)]
 
-
-def lam_shift_statement(best_by_seed: dict[str, list[float]], a: str, b: str) -> dict:
-    """Compare best log10(lam) per seed between conditions a and b (b - a).
-
-    'smaller' or 'larger' only when every seed agrees on the direction and the
-    mean shift exceeds the spread across seeds; otherwise 'no clear shift'.
-    """
-    da = np.asarray(best_by_seed[a], float)
-    db = np.asarray(best_by_seed[b], float)
-    diff = db - da
-    mean, spread = float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-    if np.all(diff < 0) and -mean > spread:
-        verdict = "smaller"
-    elif np.all(diff > 0) and mean > spread:
-        verdict = "larger"
-    else:
-        verdict = "no clear shift"
-    text = (f"With {b}, the best λ shifted {verdict if verdict != 'no clear shift' else ''}"
-            .rstrip() + (f" than {a}" if verdict != "no clear shift" else "")
-            + f": mean change in log10 λ {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; "
-            f"per seed {', '.join(f'{d:+.2f}' for d in diff)}).")
-    if verdict == "no clear shift":
-        text = (f"No clear shift of the best λ between {a} and {b}: mean change in "
-                f"log10 λ {mean:+.2f} (std {spread:.2f} over {len(diff)} seeds; per seed "
-                f"{', '.join(f'{d:+.2f}' for d in diff)}).")
-    return {"verdict": verdict, "mean_shift_log10": mean, "std_shift_log10": spread,
-            "per_seed_shift_log10": diff.tolist(), "statement": text}

@@ -56,12 +56,15 @@ def train_rows(config: dict, split: str) -> int:
 
 
 def search_settings(config: dict, model: str) -> dict:
+    """One model's search: grid sizes, cycles and the seeds every λ point runs with (each
+    (λ, seed) its own job), the model's `search.per_model` entry over the defaults."""
     per = config["search"]["per_model"].get(model, {})
     return {
         "n_coarse": per.get("n_coarse", config["search"]["coarse"]["n"]),
         "n_fine": per.get("n_fine", config["search"]["fine"]["n"]),
         "coarse_cycles": per.get("cycles", config["search"]["coarse"]["cycles"]),
         "fine_cycles": per.get("cycles", config["search"]["fine"]["cycles"]),
+        "seeds": list(per.get("seeds", config["search"]["seeds"])),
     }
 
 
@@ -215,6 +218,11 @@ def validate(config: dict) -> None:
         if m not in models:
             raise ConfigError("search.per_model", f"unknown model {m!r}")
     bonus = config.get("bonus", {})
+    avl = bonus.get("aug_vs_lambda")
+    if avl and avl["fit_points"] > len(avl["exponents"]):
+        raise ConfigError("bonus.aug_vs_lambda.fit_points",
+                          f"a quadratic over {avl['fit_points']} points needs at least that many "
+                          f"exponents; there are {len(avl['exponents'])}")
     for name in ("ablation", "aug_vs_lambda", "init_sensitivity"):
         if bonus.get(name) and bonus[name]["model"] not in models:
             raise ConfigError(f"bonus.{name}.model", f"unknown model {bonus[name]['model']!r}")

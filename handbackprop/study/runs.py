@@ -1,6 +1,7 @@
 """One training run of the study, from a preprocessed split to metrics, history and weights."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -25,8 +26,11 @@ def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
 
 
 def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
-        evaluate_test: bool, record_divergence: bool = False, log=print):
+        evaluate_test: bool, record_divergence: bool = False, snapshots: bool = False, log=print):
     """Train one model at a given lam; returns (net, result, metrics dict).
+
+    With `snapshots` (final runs), result.snapshots holds the weights at every cycle end, the
+    members of that run's snapshot ensemble.
 
     With `record_divergence` (search points), a run that diverges is a result, not a failure:
     its metrics say `diverged` with where and why (step, cost, eta, lam, advice), and the
@@ -36,7 +40,8 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
     X, y = data["X_train"], data["y_train"]
     net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype, seed,
                         batch_norm=spec.get("batch_norm", False), init=spec.get("init"))
-    cfg = train_config(spec, lam, cycles, seed, X.shape[0])
+    cfg = dataclasses.replace(train_config(spec, lam, cycles, seed, X.shape[0]),
+                              snapshot_cycles=snapshots)
     log(f"training {spec['hidden'] or 'linear'} lam={lam:.4g} cycles={cycles} seed={seed} "
         f"n_train={X.shape[0]} n_val={data['X_val'].shape[0]} dtype={dtype}")
     try:

@@ -8,8 +8,9 @@ import numpy as np
 from ..data.splits import load_split
 from ..nn.network import Network, network_from_arrays
 from ..nn.train import ensemble_metrics
-from ..runfiles import load_weights, read_runs
-from .grids import best_row, fine_exponents, lam_labels, lam_shift_statement
+from ..runfiles import load_snapshots, load_weights, read_runs
+from . import replicates, shift
+from .grids import best_row, fine_exponents, lam_labels
 from .runs import confusion_matrix
 
 ROW_KEYS = ("lam", "log10_lam", "seed", "val_accuracy", "val_cost", "val_loss",
@@ -22,35 +23,50 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dict:
-    """One search's rows (sorted by lam) and its best; what the next stage trains at.
+    """One search's rows, one per λ over its seeds (sorted by λ), and its best; what the next
+    stage trains at.
 
-    The coarse table also writes the fine grid it implies (`fine`: n, half_width, l_min,
-    l_max), the fine table the lam of the final runs, so every later job reads a plain value.
+    The best λ has the highest mean validation accuracy over its trained seeds (ties: the lower
+    mean validation cost), so a λ that owes a high single seed to noise is not chosen over a
+    better mean; every λ the seed noise cannot tell apart from it is marked `indistinguishable`
+    (the rule: replicates.SE_RULE). `runs` keeps every run as its own row. The coarse table also
+    writes the fine grid it implies, centred on the best mean (`fine`: n, half_width, l_min,
+    l_max), the fine table the λ of the final runs, so every later job reads a plain value.
     """
-    rows = []
+    runs = []
     for p, m in zip(paths, read_runs(paths)):
-        row = {k: m.get(k) for k in ROW_KEYS}
-        row["run"] = str(Path(*Path(p).parent.parts[-2:]))
-        row["diverged"] = bool(m.get("diverged"))
-        if row["diverged"]:
+        run = {k: m.get(k) for k in ROW_KEYS}
+        run["run"] = str(Path(*Path(p).parent.parts[-2:]))
+        run["diverged"] = bool(m.get("diverged"))
+        if run["diverged"]:
             d = m["divergence"]
-            row.update(diverged_step=d["step"], diverged_eta=d["eta"], advice=d["advice"])
-        rows.append(row)
-    rows.sort(key=lambda r: r["lam"])
-    table = {"stage": stage, "model": model, "rows": rows, "best": best_row(rows)}
+            run.update(diverged_step=d["step"], diverged_eta=d["eta"], advice=d["advice"])
+        runs.append(run)
+    runs.sort(key=lambda r: (r["lam"], r["seed"]))
+    rows = replicates.lam_rows(runs)
+    best = best_row(rows)
+    table = {"stage": stage, "model": model, "seeds": sorted({r["seed"] for r in runs}),
+             "rows": rows, "runs": runs, "best": best,
+             "indistinguishable": replicates.mark_indistinguishable(rows, best),
+             "se_rule": replicates.SE_RULE}
     if fine is not None:
         exps = fine_exponents(rows, fine["n"], fine["half_width"], fine["l_min"], fine["l_max"])
         table["fine_grid"] = lam_labels([10.0 ** e for e in exps])
     else:
-        table["final_lam"] = table["best"]["lam"]
+        table["final_lam"] = best["lam"]
     return table
+
+
+def network_of(arrays: dict, spec: dict, dtype: str) -> Network:
+    """A trained network from its saved arrays (sizes, batch norm and running statistics from
+    the arrays; dropout from the spec)."""
+    return network_from_arrays(arrays, dropout=spec.get("dropout", 0.0), dtype=dtype)
 
 
 def networks_from(weight_paths, spec: dict, dtype: str) -> list[Network]:
     """The trained networks saved in weights files (sizes, batch norm and running statistics
     from the file; dropout from the spec)."""
-    return [network_from_arrays(load_weights(p), dropout=spec.get("dropout", 0.0), dtype=dtype)
-            for p in weight_paths]
+    return [network_of(load_weights(p), spec, dtype) for p in weight_paths]
 
 
 def ensemble_of(weight_paths, spec, dtype, data, lam) -> dict:
@@ -61,7 +77,26 @@ def ensemble_of(weight_paths, spec, dtype, data, lam) -> dict:
             "test_loss": metrics["loss"], "confusion": confusion_matrix(data["y_test"], pred).tolist()}
 
 
-def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool, dtype: str) -> dict:
+def snapshot_ensemble(snapshot_paths, seeds, spec: dict, dtype: str, data, lam: float) -> dict:
+    """Per seed, the averaged softmax of that run's cycle-end networks on the test set (the
+    last member is the run's own final network); then mean ± std over seeds."""
+    per_seed = []
+    for seed, path in zip(seeds, snapshot_paths):
+        nets = [network_of(p, spec, dtype) for p in load_snapshots(path)]
+        metrics, _ = ensemble_metrics(nets, data["X_test"], data["y_test"], lam)
+        per_seed.append({"seed": seed, "members": len(nets), "test_accuracy": metrics["accuracy"],
+                         "test_loss": metrics["loss"]})
+    mean, std = mean_std([r["test_accuracy"] for r in per_seed])
+    return {"per_seed": per_seed, "test_accuracy": [r["test_accuracy"] for r in per_seed],
+            "test_accuracy_mean": mean, "test_accuracy_std": std,
+            "members": per_seed[0]["members"] if per_seed else 0}
+
+
+def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool, dtype: str,
+                  snapshot_paths=None) -> dict:
+    """Test accuracy over seeds; with `ensemble`, the seed ensemble (averaged softmax of the
+    seeds' final networks); with `snapshot_paths` (one snapshots.npz per run, in run order),
+    each run's snapshot ensemble of its cycle-end networks."""
     runs = read_runs(run_paths)
     accs = [r["test_accuracy"] for r in runs]
     mean, std = mean_std(accs)
@@ -71,10 +106,17 @@ def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool
            "code_hash": runs[0]["code_hash"], "cycles": runs[0]["cycles"]}
     text = (f"{model}: test accuracy {100 * mean:.2f}% ± {100 * std:.2f} over {len(accs)} seed(s), "
             f"λ {out['lam']:.3g}")
+    data = None
     if ensemble and len(weight_paths) > 1:
-        out["ensemble"] = ensemble_of(weight_paths, runs[0]["spec"], dtype, load_split(split_dir),
-                                      out["lam"])
+        data = load_split(split_dir)
+        out["ensemble"] = ensemble_of(weight_paths, runs[0]["spec"], dtype, data, out["lam"])
         text += f"; ensemble of {len(weight_paths)}: {100 * out['ensemble']['test_accuracy']:.2f}%"
+    if snapshot_paths:
+        data = data or load_split(split_dir)
+        snap = snapshot_ensemble(snapshot_paths, out["seeds"], runs[0]["spec"], dtype, data, out["lam"])
+        out["snapshot_ensemble"] = snap
+        text += (f"; snapshot ensemble ({snap['members']} cycle-end network(s) per seed): "
+                 f"{100 * snap['test_accuracy_mean']:.2f}% ± {100 * snap['test_accuracy_std']:.2f}")
     out["text"] = text
     return out
 
@@ -107,24 +149,29 @@ def ablation_table(run_paths, split_dir, dtype: str) -> dict:
     return {"rows": rows, "text": text}
 
 
-def aug_vs_lambda(paths) -> dict:
+def aug_vs_lambda(paths, fit_points: int = 5, level: float = 0.95) -> dict:
+    """Validation accuracy against λ with and without augmentation, per seed; the fitted optimum
+    of each seed's curve and the shift between conditions with its interval (see study/shift.py
+    for the rules). `best_log10_lam` is {condition: {seed: fitted optimum log10 λ}}."""
     rows = []
     for m in read_runs(paths):
         rows.append({"augmentation": m["wildcards"]["aug"] == "aug", "seed": m["seed"],
-                     "lam": m["lam"], "log10_lam": m["log10_lam"],
+                     "lam": m["lam"], "log10_lam": m["log10_lam"], "diverged": bool(m.get("diverged")),
                      "val_accuracy": m["val_accuracy"], "val_cost": m["val_cost"]})
     rows.sort(key=lambda r: (r["augmentation"], r["seed"], r["lam"]))
-    best = {}
+    fits, best = {}, {}
     for aug in (False, True):
         label = "augmentation" if aug else "no augmentation"
-        best[label] = {}
-        for seed in sorted({r["seed"] for r in rows}):
+        fits[label], best[label] = {}, {}
+        for seed in sorted({r["seed"] for r in rows if r["augmentation"] == aug}):
             sel = [r for r in rows if r["augmentation"] == aug and r["seed"] == seed]
-            best[label][str(seed)] = best_row(sel)["log10_lam"]
-    seeds = sorted(best["no augmentation"])
-    shift = lam_shift_statement(
-        {k: [best[k][s] for s in seeds] for k in best}, "no augmentation", "augmentation")
-    return {"rows": rows, "best_log10_lam": best, "shift": shift}
+            fit = shift.fitted_optimum([r["log10_lam"] for r in sel],
+                                       [r["val_accuracy"] for r in sel], fit_points)
+            fits[label][str(seed)] = fit
+            best[label][str(seed)] = fit["log10_lam"]
+    stat = shift.shift_statistic(best, "no augmentation", "augmentation", level)
+    return {"rows": rows, "best_log10_lam": best, "fits": fits, "fit_points": fit_points,
+            "shift": stat}
 
 
 def init_sensitivity(paths) -> dict:

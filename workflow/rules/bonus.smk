@@ -31,6 +31,7 @@ use rule final_run as ablation_run with:
         dtype=config["dtype"],
         evaluate_test=True,
         record_divergence=False,
+        snapshots=False,
 
 
 rule ablation_table:
@@ -110,6 +111,9 @@ rule aug_vs_lambda:
     resources:
         mem_mb=300,
         runtime=2,
+    params:
+        fit_points=AVL["fit_points"] if AVL else 5,
+        level=AVL["confidence"] if AVL else 0.95,
     script:
         "../scripts/aug_vs_lambda.py"
 

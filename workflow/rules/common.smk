@@ -21,8 +21,6 @@ plan.validate(config)
 
 R = config["results"]
 THREADS = config["threads"]
-COARSE = config["search"]["coarse"]
-FINE = config["search"]["fine"]
 FINAL = config["final"]
 BONUS = config.get("bonus", {})
 ABL = BONUS.get("ablation")
@@ -88,13 +86,10 @@ def download_inputs(wildcards):
 
 
 # ------------------------------------------------------------------------- searches
-# A search run lives in {R}/search/{model}/{stage}/lam_1.93e-03/seed{seed}/. The coarse grid
-# comes from the config; the fine grid is written by the coarse table (a checkpoint), and the
-# final lam by the fine table, so every training job gets a plain float.
-def search_seed(stage):
-    return COARSE["seed"] if stage == "coarse" else FINE["seed"]
-
-
+# A search run lives in {R}/search/{model}/{stage}/lam_1.93e-03/seed{seed}/, one job per (lam,
+# seed): search.seeds, or search.per_model.<model>.seeds. The coarse grid comes from the config;
+# the fine grid is written by the coarse table (a checkpoint), and the final lam by the fine
+# table, so every training job gets a plain float.
 def table_path(model, stage):
     return f"{R}/search/{model}/{stage}.json"
 
@@ -108,10 +103,11 @@ def search_grid(model, stage):
 
 
 def search_runs(model, stage, name="metrics.json"):
-    seed = search_seed(stage)
+    seeds = plan.search_settings(config, model)["seeds"]
     return [
         f"{R}/search/{model}/{stage}/{label}/seed{seed}/{name}"
         for label in search_grid(model, stage)
+        for seed in seeds
     ]
 
 

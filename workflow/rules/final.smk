@@ -1,4 +1,5 @@
-# Final runs: the fine search's best lam, all but n_val training images, test set scored.
+# Final runs: the fine search's best lam, all but n_val training images, test set scored; the
+# summary adds the seed ensemble and each run's snapshot ensemble (its cycle-end weights).
 
 
 use rule coarse_run as final_run with:
@@ -12,6 +13,7 @@ use rule coarse_run as final_run with:
         metrics=f"{R}/final/{{model}}/seed{{seed}}/metrics.json",
         history=f"{R}/final/{{model}}/seed{{seed}}/history.csv",
         weights=f"{R}/final/{{model}}/seed{{seed}}/weights.npz",
+        snapshots=f"{R}/final/{{model}}/seed{{seed}}/snapshots.npz",
     log:
         f"{R}/logs/final/{{model}}/seed{{seed}}.log",
     benchmark:
@@ -28,6 +30,7 @@ use rule coarse_run as final_run with:
         dtype=config["dtype"],
         evaluate_test=True,
         record_divergence=False,  # a final run that diverges fails loudly
+        snapshots=True,  # the weights at each cycle end: the run's snapshot ensemble
 
 
 rule final_summary:
@@ -36,6 +39,7 @@ rule final_summary:
         stats=split_stats("final"),
         runs=lambda w: final_runs(w.model),
         weights=lambda w: final_runs(w.model, "weights.npz"),
+        snapshots=lambda w: final_runs(w.model, "snapshots.npz"),
         code=code("study"),
     output:
         json=report(

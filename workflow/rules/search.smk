@@ -1,4 +1,5 @@
-# Coarse then fine lam search, one job per (lam, seed). Every training job of the study
+# Coarse then fine lam search, one job per (lam, seed); the table of a search has one row per
+# lam (mean, std, standard error over its seeds) and chooses the best mean. Every training job of the study
 # (search, final, bonus) has this rule's shape: the others derive from it with `use rule`.
 
 
@@ -33,6 +34,7 @@ rule coarse_run:
         dtype=config["dtype"],
         evaluate_test=False,
         record_divergence=True,  # a diverged λ is a search result, not a failure
+        snapshots=False,  # cycle-end weights are kept by final runs only
     script:
         "../scripts/train_run.py"
 

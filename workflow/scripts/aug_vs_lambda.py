@@ -14,6 +14,7 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.study import tables
 
     sm = snakemake  # noqa: F821
-    table = tables.aug_vs_lambda(sm.input.runs)
+    table = tables.aug_vs_lambda(sm.input.runs, fit_points=sm.params.fit_points,
+                                 level=sm.params.level)
     write_table(table, sm.output.json, sm.output.csv)
     print(table["shift"]["statement"])

@@ -1,4 +1,5 @@
-"""Snakemake script: test accuracy over seeds (mean, std) and the ensemble of those seeds."""
+"""Snakemake script: test accuracy over seeds (mean, std), the ensemble of those seeds and each
+seed's snapshot ensemble."""
 import sys
 from pathlib import Path
 
@@ -16,6 +17,6 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     sm = snakemake  # noqa: F821
     summary = tables.final_summary(
         sm.input.runs, sm.input.weights, Path(sm.input.stats).parent, sm.wildcards.model,
-        ensemble=sm.params.ensemble, dtype=sm.params.dtype)
+        ensemble=sm.params.ensemble, dtype=sm.params.dtype, snapshot_paths=sm.input.snapshots)
     write_json(sm.output.json, summary)
     print(summary["text"])

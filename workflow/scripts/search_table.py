@@ -17,4 +17,6 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     table = tables.search_table(sm.input.runs, stage=sm.wildcards.stage, model=sm.wildcards.model,
                                 fine=sm.params.fine)
     write_table(table, sm.output.json, sm.output.csv)
-    print(f"best λ {table['best']['lam']:.4g} (val acc {table['best']['val_accuracy']:.4f})")
+    b = table["best"]
+    print(f"best λ {b['lam']:.4g} (mean val acc {b['val_accuracy']:.4f} over {b['n']} seed(s)); "
+          f"indistinguishable: {', '.join(f'{v:.3g}' for v in table['indistinguishable'])}")

@@ -20,7 +20,7 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     net, result, metrics = runs.run(
         Path(sm.input.stats).parent, sm.params.spec, float(sm.params.lam), sm.params.cycles,
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
-        record_divergence=sm.params.record_divergence, log=print)
+        record_divergence=sm.params.record_divergence, snapshots=sm.params.snapshots, log=print)
     if code_hash() != verified_hash:
         raise stage.UnverifiedCode("the model code changed while this job ran")
     metrics.update(code_hash=verified_hash, code_hashes=code_hashes(), threads=sm.threads,

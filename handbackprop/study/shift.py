@@ -1,0 +1,147 @@
+"""Does augmentation move the best λ? A fitted optimum per seed and condition, the paired shift
+between conditions, and a confidence interval that decides the verdict.
+
+The optimum of one seed's curve (validation accuracy against log10 λ):
+  1. drop diverged points, sort by log10 λ, take the argmax;
+  2. window: the `fit_points` grid points centred on the argmax (default 5: the argmax and two
+     neighbours each side), shifted inward, not shrunk, when the argmax is at or near the grid's
+     edge (fewer points only when the grid itself has fewer);
+  3. least-squares quadratic a·x² + b·x + c over the window; when it is concave (a < 0), the
+     optimum is its vertex −b/(2a), clipped to the window's span; otherwise (a flat or convex
+     fit: no interior peak) the argmax itself.
+  `at_edge` says the argmax is the grid's first or last point, or the vertex was clipped: the
+  true optimum may lie outside the grid, and the grid should be widened.
+
+The shift per seed is optimum(aug) − optimum(noaug), paired by seed (same batch order in both
+conditions, see nn/train.random_streams). Its mean gets a paired Student-t interval,
+mean ± t_{(1+level)/2, n−1} · std(ddof=1)/sqrt(n): with 5–10 seeds a percentile bootstrap over
+seeds is too narrow (it has the normal quantile and a /n variance), and the t interval needs no
+random seed. The verdict is "smaller" or "larger" only when the interval excludes 0.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+NO_SHIFT = "no shift detectable at this budget"
+
+
+def fitted_optimum(log10_lams, accuracies, fit_points: int = 5) -> dict:
+    """The optimum of one curve by the rule in the module docstring; None accuracies (diverged
+    points) are dropped. Returns log10_lam (the optimum), argmax_log10_lam, window, coeffs
+    [a, b, c] (None when no quadratic was fitted), method ('quadratic' or 'argmax'), at_edge."""
+    if fit_points < 3 or fit_points % 2 == 0:
+        raise ValueError(f"fit_points must be odd and at least 3, got {fit_points}")
+    pts = sorted((float(x), float(a)) for x, a in zip(log10_lams, accuracies) if a is not None)
+    if not pts:
+        raise ValueError("no trained point to fit: every λ of this curve diverged")
+    x = np.array([p[0] for p in pts])  # (P,)
+    acc = np.array([p[1] for p in pts])  # (P,)
+    i = int(np.argmax(acc))  # the first of tied maxima: the smaller λ
+    k = min(fit_points, len(x))
+    lo = min(max(0, i - k // 2), len(x) - k)
+    xw, aw = x[lo:lo + k], acc[lo:lo + k]
+    out = {"argmax_log10_lam": float(x[i]), "window": xw.tolist(), "coeffs": None,
+           "method": "argmax", "log10_lam": float(x[i]),
+           "at_edge": len(x) > 1 and i in (0, len(x) - 1)}
+    if k >= 3:
+        a, b, c = np.polyfit(xw, aw, 2)
+        out["coeffs"] = [float(a), float(b), float(c)]
+        if a < 0:
+            vertex = -b / (2 * a)
+            opt = float(np.clip(vertex, xw[0], xw[-1]))
+            out.update(method="quadratic", log10_lam=opt,
+                       at_edge=bool(out["at_edge"] or opt != vertex))
+    return out
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """Student-t CDF by Simpson's rule on the density over [0, |t|] (smooth, so 4000 panels
+    give ~1e-12 for the t values an interval needs)."""
+    if t == 0:
+        return 0.5
+    n = 4000
+    u = np.linspace(0.0, abs(t), n + 1)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    f = np.exp(log_norm - (df + 1) / 2 * np.log1p(u * u / df))
+    area = (abs(t) / n / 3) * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+    return 0.5 + math.copysign(area, t)
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile of Student's t with df degrees of freedom (bisection on _t_cdf)."""
+    if not 0 < p < 1 or df < 1:
+        raise ValueError(f"t quantile needs 0 < p < 1 and df >= 1, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < p:
+        lo, hi = hi, 2 * hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
+        if hi - lo < 1e-12 * hi:
+            break
+    return (lo + hi) / 2
+
+
+def paired_t_interval(diffs, level: float = 0.95) -> dict:
+    """mean, std (ddof=1) and the two-sided `level` t interval of the mean of paired
+    differences; the interval is None below two differences (no estimate of the spread)."""
+    d = np.asarray(diffs, float)
+    n = len(d)
+    if n == 0:
+        raise ValueError("no seed has both conditions: nothing to compare")
+    mean = float(d.mean())
+    if n < 2:
+        return {"mean": mean, "std": None, "n": n, "ci_low": None, "ci_high": None, "t": None}
+    std = float(d.std(ddof=1))
+    t = t_quantile((1 + level) / 2, n - 1)
+    half = t * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "ci_low": mean - half, "ci_high": mean + half, "t": t}
+
+
+def _seed_order(seed):
+    """Numeric seeds (also as strings, JSON's keys) in numeric order, then any others."""
+    s = str(seed)
+    return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+
+def shift_statistic(optima: dict[str, dict], a: str, b: str, level: float = 0.95) -> dict:
+    """The shift of the fitted optimum from condition a to b (b − a, log10 λ) over the seeds
+    both have, its interval, the verdict and the sentence stating it.
+
+    optima: {condition: {seed: optimum log10 λ}}."""
+    seeds = sorted(set(optima[a]) & set(optima[b]), key=_seed_order)
+    diffs = [optima[b][s] - optima[a][s] for s in seeds]
+    ci = paired_t_interval(diffs, level)
+    lo, hi = ci["ci_low"], ci["ci_high"]
+    if lo is not None and hi < 0:
+        verdict = "smaller"
+    elif lo is not None and lo > 0:
+        verdict = "larger"
+    else:
+        verdict = NO_SHIFT
+    pct = f"{100 * level:g}%"
+    per_seed = "per seed " + ", ".join(f"{d:+.2f}" for d in diffs)
+    if lo is None:
+        interval = f"one seed, so no interval; {per_seed}"
+    else:
+        interval = (f"{pct} paired-t interval {lo:+.2f} to {hi:+.2f} over {len(diffs)} seeds, "
+                    f"which {'includes' if verdict == NO_SHIFT else 'excludes'} 0; {per_seed}")
+    if verdict == NO_SHIFT:
+        statement = (f"No shift of the best λ between {a} and {b} is detectable at this budget: "
+                     f"the fitted optimum moved by {ci['mean']:+.2f} in log10 λ on average "
+                     f"({interval}).")
+    else:
+        statement = (f"With {b}, the best λ is {verdict} than with {a}: the fitted optimum moved "
+                     f"by {ci['mean']:+.2f} in log10 λ on average, a factor of "
+                     f"{10 ** ci['mean']:.2g} in λ ({interval}).")
+    return {"verdict": verdict, "statement": statement, "seeds": seeds,
+            "per_seed_shift_log10": diffs, "mean_shift_log10": ci["mean"],
+            "std_shift_log10": ci["std"], "n_seeds": ci["n"], "ci_low": lo, "ci_high": hi,
+            "ci_level": level, "ci_method": "paired Student-t over seeds", "t_quantile": ci["t"],
+            "from": a, "to": b}
