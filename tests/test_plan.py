@@ -46,8 +46,15 @@ BAD = {
     "ensemble of a model without finals": ({"final": {"ensemble": ["resnet"]}}, "final.ensemble"),
     "final model without a search": ({"search": {"models": ["linear"]}}, "final.models"),
     "empty coarse range": ({"search": {"coarse": {"l_min": -1, "l_max": -3}}}, "search.coarse"),
-    "ablation of a model without finals": ({"final": {"models": ["linear"], "ensemble": []}},
+    "ablation of a model without finals": ({"final": {"models": ["linear", "deep3"], "ensemble": []}},
                                            "bonus.ablation.model"),
+    "init experiment on a model without finals": ({"final": {"models": ["linear", "bonus"],
+                                                             "ensemble": []}},
+                                                  "bonus.init_sensitivity.model"),
+    "lam_from an unknown model": ({"models": {"deep9_nobn": {"hidden": [10], "lam_from": "deep99"}}},
+                                  "models.deep9_nobn.lam_from"),
+    "batch norm without a hidden layer": ({"models": {"linear": {"hidden": [], "batch_norm": True}}},
+                                          "models.linear.batch_norm"),
     "shift fit wider than its grid": ({"bonus": {"aug_vs_lambda": {"fit_points": 7}}},
                                       "bonus.aug_vs_lambda.fit_points"),
 }
@@ -91,8 +98,18 @@ def test_step_size_in_epochs_steps_or_default():
 def test_search_settings_per_model(quick):
     assert plan.search_settings(quick, "bonus") == {"n_coarse": 3, "n_fine": 2, "coarse_cycles": 1,
                                                     "fine_cycles": 1, "seeds": [1]}
+    assert plan.lam_model(quick, "deep9_nobn") == "deep9" and plan.lam_model(quick, "deep3") == "deep3"
+
+
+def test_init_variants_cross_sigma_with_batch_norm_on_and_off(quick):
+    v = plan.init_variants(quick)  # quick: σ in {1e-1, 1e-4}
+    assert v == {"bn_sigma_1e-01": {"batch_norm": True, "init": 0.1},
+                 "bn_sigma_1e-04": {"batch_norm": True, "init": 1e-4},
+                 "nobn_sigma_1e-01": {"batch_norm": False, "init": 0.1},
+                 "nobn_sigma_1e-04": {"batch_norm": False, "init": 1e-4}}
     assert plan.search_settings(quick, "linear")["n_coarse"] == quick["search"]["coarse"]["n"]
-    assert plan.search_settings(quick, "linear")["seeds"] == quick["search"]["seeds"] == [1, 2]
+    assert plan.search_settings(quick, "linear")["seeds"] == quick["search"]["seeds"] == [1]
+    assert plan.search_settings(quick, "mlp50")["seeds"] == [1, 2]  # the per-model override
 
 
 def test_ablation_switches_each_improvement_off_then_all(quick):
@@ -232,3 +249,24 @@ def test_a_search_where_every_point_diverged_fails_with_the_advice():
             {**row(1e-1, None), "diverged": True, "advice": "lower eta_max (now 10)"}]
     with pytest.raises(grids.EverySearchPointDiverged, match=r"every one of the 2 .*lower eta_max"):
         grids.best_row(rows)
+
+
+def test_init_sensitivity_table_and_its_statement(tmp_path):
+    """Constructed runs: batch norm trains at every σ, without it σ = 1e-4 does not."""
+    paths = []
+    for bn, sigma, seed, acc in [(True, 0.1, 1, 0.50), (True, 0.1, 2, 0.52), (True, 1e-4, 1, 0.49),
+                                 (True, 1e-4, 2, 0.51), (False, 0.1, 1, 0.45), (False, 0.1, 2, 0.47),
+                                 (False, 1e-4, 1, 0.10), (False, 1e-4, 2, 0.10)]:
+        p = tmp_path / f"{'bn' if bn else 'nobn'}_{sigma}" / f"seed{seed}" / "metrics.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"spec": {"batch_norm": bn, "init": sigma}, "seed": seed, "lam": 1e-3,
+                                 "test_accuracy": acc, "train_loss": 1.0 if acc > 0.2 else 2.3}))
+        paths.append(p)
+    t = tables.init_sensitivity(paths)
+    by = {(r["batch_norm"], r["sigma"]): r for r in t["rows"]}
+    assert by[(True, 1e-4)]["test_accuracy_mean"] == pytest.approx(0.50)
+    assert by[(False, 1e-4)]["test_accuracy_mean"] == pytest.approx(0.10)
+    assert by[(False, 0.1)]["test_accuracy_std"] == pytest.approx(np.std([0.45, 0.47], ddof=1))
+    assert "with batch norm, test accuracy spans 50.0–51.0%" in t["statement"]
+    assert "without, test accuracy spans 10.0–46.0%" in t["statement"]
+    assert "σ = 1e-04: BN 50.0%, no BN 10.0%" in t["statement"]
