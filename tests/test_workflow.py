@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import yaml
 
@@ -24,7 +25,7 @@ def test_quick_profile_produces_every_stage(quick_results):
     hashes = {json.loads((r / "gates" / f"{g}.json").read_text())["code_hash"]
               for g in ("gradcheck", "overfit", "trajectory")}
     assert len(hashes) == 1
-    for model in ("linear", "mlp50", "bonus"):
+    for model in ("linear", "mlp50", "bonus", "deep3", "deep9"):
         coarse = json.loads((r / "search" / model / "coarse.json").read_text())
         fine = json.loads((r / "search" / model / "fine.json").read_text())
         # the fine grid is centred on the coarse winner, within the coarse range
@@ -37,8 +38,8 @@ def test_quick_profile_produces_every_stage(quick_results):
         assert summary["test_accuracy_mean"] > 0.3  # the synthetic classes are learnable
         run = json.loads((r / "final" / model / "seed1" / "metrics.json").read_text())
         assert sum(map(sum, run["confusion"])) == 200  # every test image scored once
-        # every λ ran at each of the model's search seeds (bonus: its per-model override)
-        seeds = [1] if model == "bonus" else [1, 2]
+        # every λ ran at each of the model's search seeds (quick: mlp50's per-model override)
+        seeds = [1, 2] if model == "mlp50" else [1]
         assert coarse["seeds"] == fine["seeds"] == seeds
         assert all(row["n"] + row["n_diverged"] == len(seeds) for row in coarse["rows"] + fine["rows"])
         assert coarse["best"]["lam"] in coarse["indistinguishable"]
@@ -47,6 +48,16 @@ def test_quick_profile_produces_every_stage(quick_results):
         assert [row["members"] for row in snap["per_seed"]] == [1, 1]
         assert snap["test_accuracy"] == summary["test_accuracy"]
     assert "ensemble" in json.loads((r / "final" / "bonus" / "summary.json").read_text())
+    # deep9 without batch norm trains at deep9's λ; the init experiment at deep3's
+    nobn = json.loads((r / "final" / "deep9_nobn" / "summary.json").read_text())
+    assert nobn["lam"] == json.loads((r / "search" / "deep9" / "fine.json").read_text())["final_lam"]
+    assert "batch_norm" not in nobn["spec"] or not nobn["spec"]["batch_norm"]
+    with np.load(r / "final" / "deep3" / "seed1" / "weights.npz") as w:  # running statistics saved
+        assert {"gamma1", "beta1", "mean1", "var1", "gamma2", "mean2"} <= set(w.files)
+    init = json.loads((r / "bonus" / "init_sensitivity.json").read_text())
+    assert {(row["batch_norm"], row["sigma"]) for row in init["rows"]} == {
+        (True, 0.1), (True, 1e-4), (False, 0.1), (False, 1e-4)}
+    assert init["statement"].startswith("Initialisation sensitivity")
     abl = json.loads((r / "bonus" / "ablation.json").read_text())
     assert {"all", "all + ensemble", "all_off", "no_dropout", "no_augmentation"} <= {
         row["variant"] for row in abl["rows"]}
@@ -132,7 +143,7 @@ def test_editing_the_data_code_reruns_preprocessing_and_everything_after(quick_r
 
 def test_runs_are_found_by_lam_and_trained_at_exactly_the_planned_value(quick_results):
     """A run's folder names its λ; the λ it trained at is the table's exact float."""
-    for model in ("linear", "mlp50", "bonus"):
+    for model in ("linear", "mlp50", "bonus", "deep3", "deep9"):
         coarse = json.loads((quick_results / "search" / model / "coarse.json").read_text())
         fine = json.loads((quick_results / "search" / model / "fine.json").read_text())
         for label, lam in coarse["fine_grid"].items():
