@@ -53,7 +53,7 @@ for path in (REPO, Path(__file__).resolve().parent):
         sys.path.insert(0, str(path))
 
 import torch_baselines  # noqa: E402
-from handbackprop.nn import optim  # noqa: E402
+from handbackprop.nn import memory, optim  # noqa: E402
 from handbackprop.nn.network import build_network  # noqa: E402
 from handbackprop.nn.train import TrainConfig, take_batch, train  # noqa: E402
 
@@ -112,6 +112,7 @@ class Ours:
     name = "ours"
 
     def __init__(self, hidden, dtype, X, y):
+        memory.reuse_freed_memory()  # as train() does (it applies to the torch variants too)
         self.net = build_network(D, hidden, dtype=dtype, seed=0)
         self.opt = optim.SGD(self.net.params)
         self.X, self.y = X, y
@@ -232,21 +233,27 @@ def bench_row(model, dtype, threads, X, y, batches, repeats, variants):
         for r in runners:  # warm-up epoch each: caches, allocator, lazy initialisation
             r.run_epoch(arg[r.name])
         times = {r.name: [] for r in runners}
+        cpu = {r.name: [] for r in runners}  # process CPU time: less sensitive to other jobs
         for rnd in range(repeats):
             order = runners if rnd % 2 == 0 else runners[::-1]
             for r in order:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 r.run_epoch(arg[r.name])
                 times[r.name].append(time.perf_counter() - t0)
+                cpu[r.name].append(time.process_time() - c0)
     torch_names = [r.name for r in runners if r.name not in ("ours", "roofline")]
     ips = {name: n / statistics.median(ts) for name, ts in times.items()}
     best = max(torch_names, key=lambda k: ips[k])
     ratios = [tb / to for tb, to in zip(times[best], times["ours"])]
     roof_fracs = [tr / to for tr, to in zip(times["roofline"], times["ours"])]
+    best_cpu = min(torch_names, key=lambda k: statistics.median(cpu[k]))
+    cpu_ratios = [tb / to for tb, to in zip(cpu[best_cpu], cpu["ours"])]
     return {
         "model": model, "dtype": dtype, "threads": threads, "n": n, "repeats": repeats,
         "ips": ips, "best": best, "skipped": skipped,
         "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        "cpu_ratio": statistics.median(cpu_ratios), "cpu_ratio_min": min(cpu_ratios),
+        "cpu_ratio_max": max(cpu_ratios),
         "roof_frac": statistics.median(roof_fracs), "roof_frac_min": min(roof_fracs),
         "roof_frac_max": max(roof_fracs),
         "load": (load_start, os.getloadavg()[0]),
@@ -261,7 +268,7 @@ SHORT = {"inout-manual": "torch (in,out) manual", "l2-in-graph": "torch L2 in gr
 
 def format_table(rows, variants, markdown: bool) -> str:
     header = (["model", "dtype", "thr", "ours img/s"] + [SHORT[v] for v in variants]
-              + ["ours / best torch (min–max)", "roofline img/s", "ours / roofline (min–max)", "load1"])
+              + ["ours / best torch (min–max)", "same, CPU time", "roofline img/s", "ours / roofline (min–max)", "load1"])
     body = []
     for r in rows:
         cells = [r["model"], r["dtype"], str(r["threads"]), f"{r['ips']['ours']:,.0f}"]
@@ -272,6 +279,7 @@ def format_table(rows, variants, markdown: bool) -> str:
             else:
                 cells.append("n/a")
         cells.append(f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})")
+        cells.append(f"{r['cpu_ratio']:.2f} ({r['cpu_ratio_min']:.2f}–{r['cpu_ratio_max']:.2f})")
         cells.append(f"{r['ips']['roofline']:,.0f}")
         cells.append(f"{r['roof_frac']:.0%} ({r['roof_frac_min']:.0%}–{r['roof_frac_max']:.0%})")
         cells.append(f"{r['load'][0]:.1f}–{r['load'][1]:.1f}")
@@ -392,7 +400,9 @@ def main(argv=None):
     skipped = {f"{name}: {why}" for r in rows for name, why in r["skipped"].items()}
     for s in sorted(skipped):
         print(f"\n# skipped {s}")
-    print(f"\n# best torch variant in bold (markdown) or starred; every timed variant matched ours' "
+    print("\n# ratios: per interleaved round, best torch variant's epoch time / ours, median (min-max); "
+          "'CPU time' uses process CPU seconds instead of wall (robust to other jobs only at 1 thread)")
+    print(f"# best torch variant in bold (markdown) or starred; every timed variant matched ours' "
           f"first-step cost (rtol {COST_RTOL}) and first update (rtol {UPDATE_RTOL})")
     print(f"# table took {time.perf_counter() - t_start:.0f} s; "
           f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
