@@ -5,34 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def _scratch_like(params) -> dict[str, np.ndarray]:
-    """One reusable buffer per parameter.
-
-    `p -= eta * g` allocates a fresh W-sized temporary every step; for the
-    3072x500 layer that is 6-12 MB, and glibc hands such blocks back to the
-    kernel and takes them again (page faults, zeroing). Forming the scaled
-    step in a buffer kept across steps does the same arithmetic, bit for bit.
-    """
-    return {k: np.empty_like(p) for k, p in params.items()}
-
-
-def _buffer(scratch, k, p):
-    buf = scratch.get(k)
-    if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
-        buf = scratch[k] = np.empty_like(p)  # params not the ones the optimiser was built for
-    return buf
-
-
 class SGD:
     """p <- p - eta * g."""
 
     def __init__(self, params: dict[str, np.ndarray]):
-        self._scratch = _scratch_like(params)
+        pass
 
     def step(self, params, grads, eta: float):
         for k, p in params.items():
-            step = np.multiply(grads[k], eta, out=_buffer(self._scratch, k, p))  # eta * g
-            p -= step
+            p -= eta * grads[k]
 
 
 class Nesterov:
@@ -41,18 +22,13 @@ class Nesterov:
     def __init__(self, params, momentum: float = 0.9):
         self.mu = momentum
         self.v = {k: np.zeros_like(p) for k, p in params.items()}
-        self._scratch = _scratch_like(params)
 
     def step(self, params, grads, eta: float):
         for k, p in params.items():
             v = self.v[k]
             v *= self.mu
             v += grads[k]
-            # eta * (g + mu v), in the same order of operations as torch, in one buffer.
-            step = np.multiply(v, self.mu, out=_buffer(self._scratch, k, p))
-            step += grads[k]
-            step *= eta
-            p -= step
+            p -= eta * (grads[k] + self.mu * v)
 
 
 class Adam:
