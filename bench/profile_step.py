@@ -32,6 +32,11 @@ if str(REPO) not in sys.path:
 from handbackprop.nn import layers, optim, train  # noqa: E402
 from handbackprop.nn.network import build_network  # noqa: E402
 
+try:  # absent before the allocator change: lets this script profile older checkouts too
+    from handbackprop.nn import memory as nn_memory  # noqa: E402
+except ImportError:
+    nn_memory = None
+
 D, K, BATCH, LAM, ETA = 3072, 10, 100, 1e-3, 1e-3
 MODELS = {"linear": [], "m=50": [50], "m=500": [500]}
 
@@ -136,13 +141,16 @@ def main(argv=None):
     print(f"# profile_step: {args.threads} thread(s), batch {BATCH}, median of {args.repeats}; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     cols, table = [], {}
+    reuse = getattr(nn_memory, "reuse_freed_memory", None) if nn_memory else None
+    print(f"# allocator policy of train(): {'applied' if reuse and reuse() else 'absent (glibc default)'}")
     with threadpool_limits(limits=args.threads):
         for dt in dtypes:
             for m in models:
                 col = f"{m} {dt}"
                 cols.append(col)
                 table[col] = profile(MODELS[m], dt, args.repeats)
-    names = list(dict.fromkeys(k for c in cols for k in table[c]))
+    longest = max(cols, key=lambda c: len(table[c]))  # deepest model: its pass order
+    names = list(dict.fromkeys([*table[longest], *(k for c in cols for k in table[c])]))
     if args.markdown:
         print("| pass (µs) | " + " | ".join(cols) + " |")
         print("|---|" + "---:|" * len(cols))
