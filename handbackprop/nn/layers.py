@@ -79,10 +79,10 @@ def softmax_cross_entropy(scores, y):
     shifted = scores - scores.max(axis=1, keepdims=True)  # (N, K)
     exp = np.exp(shifted)
     sum_exp = exp.sum(axis=1, keepdims=True)  # (N, 1)
-    log_probs = shifted - np.log(sum_exp)  # (N, K)
     rows = np.arange(n)
-    loss = -log_probs[rows, y].mean()
-    probs = exp / sum_exp
+    # Only the true class's log-probability enters the loss: no (N, K) log_probs.
+    loss = -(shifted[rows, y] - np.log(sum_exp[:, 0])).mean()
+    probs = np.divide(exp, sum_exp, out=exp)  # exp is not needed again
     dscores = probs.copy()
     dscores[rows, y] -= 1
     dscores /= n

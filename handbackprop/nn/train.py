@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import augment, optim, schedule
+from . import augment, memory, optim, schedule
 from .network import Network, metrics_from_probs
 
 
@@ -137,6 +137,7 @@ def record_steps(total_steps: int, n_s: int, points_per_cycle: int) -> set[int]:
 
 
 def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=print) -> TrainResult:
+    memory.reuse_freed_memory()  # no page faults for the step's gradient-sized temporaries
     n = X_train.shape[0]
     n_s = cfg.n_s or schedule.default_step_size(n, cfg.batch_size)
     total = cfg.max_steps if cfg.max_steps is not None else 2 * n_s * cfg.cycles
