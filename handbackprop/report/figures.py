@@ -236,16 +236,17 @@ def trajectory(gates: dict) -> str:
             steps = np.arange(len(v["costs"]))
             c, tc = np.asarray(v["costs"]), np.asarray(v["torch_costs"])
             rel = np.abs(c - tc) / np.maximum(np.abs(tc), 1e-300)
-            ax2.plot(steps, np.maximum(rel, 1e-18), color=colour[v["variant"]], ls=style[v["variant"]],
+            ax2.plot(steps, np.maximum(rel, tol * 1e-8), color=colour[v["variant"]], ls=style[v["variant"]],
                      marker=".", label=v["variant"])
         dtypes = sorted({v["dtype"] for v in vs if v["tolerance"] == tol})
         ax2.axhline(tol, color=LIMIT, ls="--", lw=1.2, label=f"tolerance {tol:.0e}")
         ax2.set_yscale("log")
         ax2.set_ylim(top=max(tol * 30, ax2.get_ylim()[1]))
         ax2.set(xlabel="update step", ylabel="|ours − torch| / |torch| (log)",
-                title=f"{', '.join(dtypes)} variants against {tol:.0e}")
+                title=f"{', '.join(dtypes)} variants against {tol:.0e}\n(exact 0 drawn at {tol * 1e-8:.0e})")
         ax2.legend(fontsize=6)
-    ax.set(xlabel="update step", ylabel="mini-batch cost (nats)",
+    ax.set_yscale("log")
+    ax.set(xlabel="update step", ylabel="mini-batch cost (nats, log)",
            title="Cost per step: ours (lines), torch (circles)")
     ax.legend(fontsize=6, ncol=1)
     return to_uri(fig)
@@ -404,13 +405,16 @@ def aug_vs_lambda(av: dict) -> str:
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
            title="Augmentation vs λ (thin: single seeds)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=6, loc="best")
     sh = av["shift"]
     d = sh["per_seed_shift_log10"]
     ax2.plot(np.zeros(len(d)) + np.linspace(-0.1, 0.1, len(d)), d, ls="none", marker="o", color="C2",
              label="per seed")
+    same: dict[float, list] = {}  # seeds with the same shift share one label
     for seed, y in zip(sh["seeds"], d):
-        ax2.annotate(f"seed {seed}", (0.12, y), fontsize=7, va="center")
+        same.setdefault(round(y, 6), []).append(str(seed))
+    for y, seeds in same.items():
+        ax2.annotate(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}", (0.13, y), fontsize=7, va="center")
     if sh.get("ci_low") is not None:
         ax2.errorbar([0.45], [sh["mean_shift_log10"]], yerr=[[sh["mean_shift_log10"] - sh["ci_low"]],
                                                             [sh["ci_high"] - sh["mean_shift_log10"]]],
@@ -421,7 +425,8 @@ def aug_vs_lambda(av: dict) -> str:
     ax2.axhline(0, color=LIMIT, lw=1)
     ax2.set_xlim(-0.4, 0.9)
     ax2.set_xticks([])
-    ax2.set(ylabel=f"shift of the optimum, {sh['to']} − {sh['from']} (log10 λ)", title=f"verdict: {sh['verdict']}")
+    ax2.set(ylabel="shift of the fitted optimum (log10 λ)",
+            title=f"{sh['to']} − {sh['from']}\nverdict: {sh['verdict']}")
     ax2.legend(fontsize=7, loc="best")
     return to_uri(fig)
 
@@ -432,7 +437,7 @@ def init_sensitivity(ins: dict) -> str:
     colour per σ and one line style per seed."""
     sigmas = sorted({r["sigma"] for r in ins["rows"]}, reverse=True)
     colour = {sg: f"C{i % 10}" for i, sg in enumerate(sigmas)}
-    fig, axes = _figure(2, 2, height=2.7, sharex=True)
+    fig, axes = _figure(2, 2, height=2.7, sharex=True, sharey="col")
     # A run that stopped before the others diverged (training stops at divergence).
     last = max((run["history"]["step"][-1] for r in ins["rows"] for run in r["runs"]
                 if run["history"] and run["history"]["step"]), default=0)
