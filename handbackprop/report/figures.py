@@ -401,7 +401,8 @@ def aug_vs_lambda(av: dict) -> str:
         _mean_std_lam_ax(ax, per_lam, color, "o", f"{label}: mean ± std over {len(seeds)} seeds")
         best = av.get("best_log10_lam", {}).get(label, {})
         for k, b in enumerate(best.values()):
-            ax.axvline(10.0 ** b, color=color, ls=":", lw=0.8, label=f"{label}: fitted optimum per seed" if k == 0 else None)
+            ax.axvline(10.0 ** b, color=color, ls=":", lw=0.8,
+                       label=f"{label}: fitted optimum per seed" if k == 0 else None)
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
            title="Augmentation vs λ (thin: single seeds)")
