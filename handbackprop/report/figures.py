@@ -247,8 +247,7 @@ def trajectory(gates: dict) -> str:
         ax2.legend(fontsize=6)
     ax.set_yscale("log")
     ax.set(xlabel="update step", ylabel="mini-batch cost (nats, log)",
-           title="Cost per step: ours (lines), torch (circles)")
-    ax.legend(fontsize=6, ncol=1)
+           title="Cost per step: ours (lines), torch (circles);\ncolours as in the panels on the right")
     return to_uri(fig)
 
 
