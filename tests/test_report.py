@@ -19,8 +19,11 @@ import yaml
 
 from conftest import REPO, planned_jobs, snakemake
 from handbackprop.report import build_report
+from handbackprop.report import figures as figmod
 from handbackprop.report.build import lam, pct, pm, sci
-from handbackprop.report.collect import PUBLISHED
+from handbackprop.report.collect import PUBLISHED, collect_searches, variant_tolerance
+from handbackprop.report.published import PUBLISHED_BY_MODEL, published_text
+from handbackprop.report.render import environment, num
 from handbackprop.report.provenance import collect_git
 
 SECTIONS = ("summary", "data", "gates", "audit", "schedule", "searches", "final", "bonus", "provenance")
@@ -93,11 +96,19 @@ def test_summary_accuracies_lambdas_published_and_gates(quick_results, sec, md, 
             assert pct(a) in s
         if "ensemble" in summ:
             assert f"{pct(summ['ensemble']['test_accuracy'])} ({summ['ensemble']['members']} members)" in s
+        if "snapshot_ensemble" in summ:
+            se = summ["snapshot_ensemble"]
+            assert f"{pm(se['test_accuracy_mean'], se['test_accuracy_std'])} ({se['members']} per seed)" in s
+        # Each model's published figure sits in its own row, labelled published.
+        if model in PUBLISHED_BY_MODEL:
+            assert re.search(rf"{re.escape(model)} .*?{re.escape(acc)} .*?"
+                             rf"{re.escape(published_text(PUBLISHED_BY_MODEL[model]))} published", s), model
     # The published figures, labelled as published and not mistaken for ours.
     assert "Published reference (not computed here)" in s
-    for key in ("linear_test_accuracy", "bonus_test_accuracy"):
-        assert pct(PUBLISHED[key]) in s
-    assert "39.30%" in s and "49.77%" in s and "1.07e-03" in s
+    assert PUBLISHED is PUBLISHED_BY_MODEL  # one place for the typed-in figures
+    for text in ("39.30%", "49.77% (λ = 1.07e-03)", "51.30–51.80%", "53.60–53.80% (53.76% at λ = 5.00e-03)",
+                 "50.83%", "46.35%"):
+        assert text in s, text
     gates = [read(quick_results / "gates" / f"{g}.json") for g in ("gradcheck", "overfit", "trajectory")]
     assert all(g["passed"] for g in gates) and "every gate passed" in s
 
@@ -133,20 +144,25 @@ def test_gates_section(quick_results, sec):
     for v in gc["variants"]:
         for name, f in v["params"].items():
             assert (f"{v['variant']} {name} {'×'.join(map(str, f['shape']))} {sci(f['max_rel'])} "
-                    f"{sci(f['norm_rel'])} {sci(f['fd_norm_rel'])} pass") in g
+                    f"{sci(f['norm_rel'])} {sci(f['fd_norm_rel'])} {sci(f['exact_ours_err'])} "
+                    f"{sci(f['exact_torch_err'])} {num(f['exact_ratio'], 3)} pass") in g
         assert f"{v['variant']} {v['cost']:.10f} {v['torch_cost']:.10f} {sci(v['cost_rel'])}" in g
     t = gc["thresholds"]
     assert f"thresholds {sci(t['max_rel'], 0)} {sci(t['norm_rel'], 0)} {sci(t['fd_norm_rel'], 0)}" in g
     for v in read(quick_results / "gates" / "overfit.json")["variants"]:
         assert f"{v['variant']} {v['n_images']} {v['steps']} {v['initial_cost']:.4g} {v['ln10']:.4g}" in g
         assert sci(v["final_loss"]) in g
-    for v in read(quick_results / "gates" / "trajectory.json")["variants"]:
-        assert f"{v['variant']} {v['optimizer']} {v['steps']} {sci(v['max_cost_rel'])}" in g
+    tr = read(quick_results / "gates" / "trajectory.json")
+    for v in tr["variants"]:
+        tol = tr["float32_tolerance"] if v["dtype"] == "float32" else tr["tolerance"]
+        assert re.search(rf"{re.escape(v['variant'])} {v['dtype']} {v['optimizer']} .*?{v['steps']} "
+                         rf"{re.escape(sci(v['max_cost_rel']))} .*?{re.escape(sci(tol, 0))} pass", g), v["variant"]
     bugs = read(quick_results / "gates" / "bug_table.json")
     for r in bugs["rows"]:
         caught = ", ".join(r["caught_by"]) if r["caught_by"] else "—"
+        calls = r["planted_calls"] if r["planted_calls"] is not None else "–"
         assert re.search(rf"{re.escape(r['bug'])} .*? {r['gradcheck']} {r['overfit']} {r['trajectory']} "
-                         rf"{re.escape(caught)}", g), r["bug"]
+                         rf"{calls} {'yes' if r['planted'] else 'NOT planted'} {re.escape(caught)}", g), r["bug"]
     for b in bugs["uncaught"]:
         assert f"Not caught by any gate: {b}" in g or b in g.split("Not caught by any gate:")[1]
 
@@ -173,8 +189,10 @@ def test_searches_section(quick_results, sec, run_config):
     s = sec["searches"]
     for model in run_config["search"]["models"]:
         fine = read(quick_results / "search" / model / "fine.json")
-        assert f"{model}: chosen λ = {lam(fine['best']['lam'])} (validation accuracy " \
-               f"{pct(fine['best']['val_accuracy'])})" in s
+        b = fine["best"]
+        spread = (f" ± {100 * b['val_accuracy_std']:.2f} over {b['n']} seeds" if b["val_accuracy_std"] is not None
+                  else f", {b['n']} seed")
+        assert f"{model}: chosen λ = {lam(b['lam'])} (validation accuracy {pct(b['val_accuracy'])}{spread})" in s
         for stage in ("coarse", "fine"):
             t = read(quick_results / "search" / model / f"{stage}.json")
             for r in t["rows"]:
@@ -241,6 +259,230 @@ def test_builds_without_bonus_outputs(quick_results, run_config, tmp_path):
     assert "summary" in sections(page)
 
 
+# ------------------------------------------------------------------------------ new outputs
+@pytest.fixture
+def drawn(monkeypatch):
+    """Figure functions return their matplotlib figure (via a list) instead of a PNG, so a test
+    can compare what is drawn with the JSON it comes from."""
+    import matplotlib.pyplot as plt
+
+    figs = []
+    monkeypatch.setattr(figmod, "to_uri", lambda fig: figs.append(fig) or "data:image/png;base64,")
+    yield figs
+    for f in figs:
+        plt.close(f)
+
+
+def _close(a, b, rel=1e-9):
+    return len(a) == len(b) and all(abs(x - y) <= rel * max(1.0, abs(y)) for x, y in zip(a, b))
+
+
+def test_gradcheck_exact_gradient_headline(quick_results, sec, md, drawn):
+    gc = read(quick_results / "gates" / "gradcheck.json")
+    params = [(v["variant"], k, f) for v in gc["variants"] for k, f in v["params"].items()]
+    variant, param, worst = max(params, key=lambda t: t[2]["exact_ratio"])
+    goal = gc["thresholds"]["exact_ratio"]
+    assert worst["exact_ratio"] <= goal
+    headline = (f"As close to the exact gradient as autograd: over all {len(params)} parameters of "
+                f"{len(gc['variants'])} variants, our float64 gradient's error against the long-double gradient is "
+                f"at most {num(worst['exact_ratio'], 3)}× torch autograd's (worst: {variant} {param};")
+    assert headline in sec["gates"] and headline.replace("As close", "**As close").replace(
+        "autograd:", "autograd:**") in md
+    assert f"goal ≤ {goal}: met" in sec["gates"]
+    assert (f"as close to the exact gradient as autograd — our error against the long-double gradient is at most "
+            f"{num(worst['exact_ratio'], 3)}× torch's (goal ≤ {goal})") in sec["summary"]
+    ld = gc["longdouble"]
+    assert f"({ld['dtype']}, {ld['mantissa_bits'] + 1}-bit mantissa" in sec["gates"] and ld["note"] in sec["gates"]
+    # The batch-norm variants and their γ/β rows are there.
+    bn = [v["variant"] for v in gc["variants"] if v.get("batch_norm")]
+    assert bn and f"Batch-norm variants: {', '.join(bn)}" in sec["gates"]
+    assert any(k.startswith("gamma") for v in gc["variants"] if v.get("batch_norm") for k in v["params"])
+    # The figure: one point per parameter at (ours, torch), one ratio per parameter, the goal line.
+    ctx = {"gradcheck": [{"variant": v, "param": k, "exact_ours_err": f["exact_ours_err"],
+                          "exact_torch_err": f["exact_torch_err"], "exact_ratio": f["exact_ratio"]}
+                         for v, k, f in params], "thresholds": gc["thresholds"]}
+    figmod.gradcheck_exact(ctx)
+    scatter, ratios = drawn[0].axes[:2]
+    pts = sorted((x, y) for ln in scatter.lines if ln.get_linestyle() == "None"
+                 for x, y in zip(ln.get_xdata(), ln.get_ydata()))
+    assert pts == sorted((f["exact_ours_err"], f["exact_torch_err"]) for _, _, f in params)
+    got = sorted(y for ln in ratios.lines if ln.get_linestyle() == "None" for y in ln.get_ydata())
+    assert got == sorted(f["exact_ratio"] for _, _, f in params)
+    assert goal in [ln.get_ydata()[0] for ln in ratios.lines if ln.get_linestyle() == "--"]
+
+
+def test_trajectory_figure_draws_each_variant_against_its_own_tolerance(quick_results, sec, drawn):
+    tr = read(quick_results / "gates" / "trajectory.json")
+    tols = {v["variant"]: variant_tolerance(v, tr) for v in tr["variants"]}
+    assert {tols[v["variant"]] for v in tr["variants"] if v["dtype"] == "float32"} == {tr["float32_tolerance"]}
+    assert {tols[v["variant"]] for v in tr["variants"] if v["dtype"] == "float64"} == {tr["tolerance"]}
+    gates = {"trajectory": [{**v, "tolerance": tols[v["variant"]]} for v in tr["variants"]]}
+    figmod.trajectory(gates)
+    axes = drawn[0].axes
+    assert len(axes) == 1 + len(set(tols.values()))
+    for ax in axes[1:]:
+        limits = [ln.get_ydata()[0] for ln in ax.lines if ln.get_label().startswith("tolerance")]
+        assert len(limits) == 1
+        drawn_variants = {ln.get_label() for ln in ax.lines if not ln.get_label().startswith("tolerance")}
+        assert drawn_variants == {k for k, t in tols.items() if t == limits[0]}
+        for ln in ax.lines:
+            if ln.get_label() in drawn_variants:
+                v = next(v for v in tr["variants"] if v["variant"] == ln.get_label())
+                c, t = v["costs"], v["torch_costs"]
+                rel = [max(abs(a - b) / abs(b), limits[0] * 1e-8) for a, b in zip(c, t)]
+                assert _close(list(ln.get_ydata()), rel) and max(rel) <= limits[0]
+    g = sec["gates"]
+    for v in tr["variants"]:
+        if v.get("batch_norm"):
+            st = v["state_norm_rel"]
+            assert (f"{v['variant']} {v['optimizer']} " + ", ".join(f"{k} {sci(x)}" for k, x in st.items())
+                    + f" {sci(v['eval_probs_norm_rel'])} {sci(v['eval_probs_max_abs'])} {v['n_eval_rows']}") in g
+        for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
+            if v.get("evaluation", {}).get(key):
+                e = v["evaluation"][key]
+                assert (f"{v['variant']} {v['dtype']} {against} {v['evaluation']['n_rows']} {num(e['loss'], 10)} "
+                        f"{num(e['ref_loss'], 10)} {sci(e['loss_rel'])} {pct(e['accuracy'])}") in g
+    for dtype, e in tr["ensembles"].items():
+        pairs = e["identical_pairs"]
+        assert (f"{dtype} {e['members']} {e['n_rows']} {num(e['vs_torch']['loss'], 10)} "
+                f"{num(e['vs_torch']['ref_loss'], 10)} {sci(e['vs_torch']['loss_rel'])}") in g
+        assert (f"{len(pairs)} {sci(max(p['loss_rel'] for p in pairs))} "
+                f"{sum(p['differing_predictions'] for p in pairs)}") in g
+
+
+def test_overfit_init_scale_and_bug_cells(quick_results, sec):
+    g = sec["gates"]
+    for v in read(quick_results / "gates" / "overfit.json")["variants"]:
+        for k, f in v["init_scale"].items():
+            if "empirical_std" in f:
+                assert (f"{v['variant']} {k} {f['n']} std {f['documented_std']:.4g} std {f['empirical_std']:.4g} "
+                        f"{num(f['ratio'])} {num(f['allowed_factor'], 3)} pass") in g
+            else:
+                assert re.search(rf"{v['variant']} {k} {f['n']} exactly [01] max \|p", g), k
+    bugs = read(quick_results / "gates" / "bug_table.json")
+    planted = bugs["rows"][1:]
+    assert {c for r in bugs["rows"] for c in (r["gradcheck"], r["overfit"], r["trajectory"])} <= {
+        "caught", "passed", "not run"}
+    n_bn = sum(r["bug"].startswith("bn_") for r in planted)
+    assert f"{len(planted)} planted bugs ({n_bn} in batch norm)" in g
+    for gate in ("gradcheck", "overfit", "trajectory"):
+        counts = [sum(r[gate] == c for r in planted) for c in ("caught", "passed", "not run")]
+        assert f"{gate} caught {counts[0]}, passed {counts[1]}, not run {counts[2]}" in g
+
+
+def test_search_replicates_error_bars_band_and_diverged(quick_results, sec, run_config, drawn):
+    s = sec["searches"]
+    for model in run_config["search"]["models"]:
+        for stage in ("coarse", "fine"):
+            t = read(quick_results / "search" / model / f"{stage}.json")
+            for r in t["rows"]:
+                acc = pm(r["val_accuracy"], r["val_accuracy_std"]) if r["val_accuracy_std"] is not None \
+                    else pct(r["val_accuracy"])
+                per_seed = ", ".join(pct(a) for a in r["val_accuracy_per_seed"])
+                assert (f"{lam(r['lam'])} {r['log10_lam']:.3f} {acc} {pct(r['val_accuracy_se'])} {per_seed} "
+                        f"{r['n']} {r['n_diverged']} {'yes' if r['indistinguishable'] else 'no'}") in s
+        fine = read(quick_results / "search" / model / "fine.json")
+        assert (f"Indistinguishable from the best (fine search): λ = "
+                f"{', '.join(lam(x) for x in fine['indistinguishable'])}. Rule: {fine['se_rule']}.") in s
+    # mlp50 has seed replicates: its figure's error bars are the per-λ std, its band the
+    # indistinguishable λ; one λ planted as diverged is drawn as × on the axis, not as an accuracy.
+    (entry,) = collect_searches(quick_results, {"search": {"models": ["mlp50"]}})
+    coarse = entry["coarse"]
+    assert len(coarse["seeds"]) > 1
+    gone = coarse["rows"][0]
+    gone.update(diverged=True, n=0, n_diverged=len(coarse["seeds"]), val_accuracy=None, val_accuracy_std=None,
+                val_accuracy_se=None, val_accuracy_per_seed=[], indistinguishable=False)
+    figmod.search(entry)
+    ax = drawn[0].axes[0]
+    (bars_coarse, bars_fine) = ax.containers[:2]
+    for bars, rows in ((bars_coarse, coarse["rows"][1:]), (bars_fine, entry["fine"]["rows"])):
+        line, _, (segments,) = bars
+        assert _close(list(line.get_ydata()), [100 * r["val_accuracy"] for r in rows])
+        spans = [seg[1][1] - seg[0][1] for seg in segments.get_segments()]
+        assert _close(spans, [200 * r["val_accuracy_std"] for r in rows])
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [gone["lam"]]
+    assert "diverged (no accuracy)" in crosses[0].get_label()
+    (band,) = ax.patches
+    x0, x1 = band.get_x(), band.get_x() + band.get_width()
+    assert x0 < min(entry["fine"]["indistinguishable"]) and max(entry["fine"]["indistinguishable"]) < x1
+    # The table says diverged, with no accuracy.
+    html = environment(True).get_template("sections/searches.j2").render(
+        searches=[entry], fig={"search": {"mlp50": "data:"}}, macros="macros/html.j2", pm=pm)
+    assert re.search(rf"{re.escape(lam(gone['lam']))} {gone['log10_lam']:.3f} diverged – – 0 "
+                     rf"{len(coarse['seeds'])} –", text_of(html))
+
+
+def test_snapshot_ensembles_in_final_section(quick_results, sec, run_config):
+    f = sec["final"]
+    for model in run_config["final"]["models"]:
+        summ = read(quick_results / "final" / model / "summary.json")
+        se = summ["snapshot_ensemble"]
+        for r in se["per_seed"]:
+            assert f"snapshot ensemble, seed {r['seed']} {r['members']} {pct(r['test_accuracy'])}" in f
+        assert (f"snapshot ensemble, mean ± std over seeds {se['members']} "
+                f"{pm(se['test_accuracy_mean'], se['test_accuracy_std'])}") in f
+        if "ensemble" in summ:
+            assert (f"seed ensemble (all seeds' final networks) {summ['ensemble']['members']} "
+                    f"{pct(summ['ensemble']['test_accuracy'])}") in f
+        if summ["spec"].get("lam_from"):
+            assert f"(the searched λ of {summ['spec']['lam_from']})" in f
+        if model in PUBLISHED_BY_MODEL:
+            assert f"Published (not computed here): {PUBLISHED_BY_MODEL[model]['network']} " \
+                   f"{published_text(PUBLISHED_BY_MODEL[model])}." in f
+
+
+def test_aug_vs_lambda_interval(quick_results, sec, drawn):
+    av = read(quick_results / "bonus" / "aug_vs_lambda.json")
+    sh = av["shift"]
+    b = sec["bonus"]
+    assert (f"mean {sh['mean_shift_log10']:+.2f}, {100 * sh['ci_level']:.0f}% interval {sh['ci_low']:+.2f} to "
+            f"{sh['ci_high']:+.2f} ({sh['ci_method']}, {sh['n_seeds']} seeds)") in b
+    for label, per_seed in av["fits"].items():
+        for seed, fit in per_seed.items():
+            assert f"{label} {seed} {fit['log10_lam']:.2f} {fit['argmax_log10_lam']:.2f} {fit['method']}" in b
+    from handbackprop.report.collect import collect_aug_vs_lambda
+    figmod.aug_vs_lambda(collect_aug_vs_lambda(av, {}))
+    curves, shift = drawn[0].axes
+    (bar,) = [c for c in shift.containers]
+    line, _, (seg,) = bar
+    (lo, hi), = [(s[0][1], s[1][1]) for s in seg.get_segments()]
+    assert _close([lo, hi, line.get_ydata()[0]], [sh["ci_low"], sh["ci_high"], sh["mean_shift_log10"]])
+    for aug, container in zip((False, True), curves.containers):
+        rows = [r for r in av["rows"] if r["augmentation"] == aug and not r["diverged"]]
+        lams = sorted({r["lam"] for r in rows})
+        means = [100 * sum(r["val_accuracy"] for r in rows if r["lam"] == x) /
+                 sum(1 for r in rows if r["lam"] == x) for x in lams]
+        assert _close(list(container[0].get_ydata()), means)
+
+
+def test_init_sensitivity_table_statement_and_curves(quick_results, sec, run_config, drawn):
+    ins = read(quick_results / "bonus" / "init_sensitivity.json")
+    b = sec["bonus"]
+    assert text_of(htmllib.escape(ins["statement"])) in b
+    for r in ins["rows"]:
+        acc = pm(r["test_accuracy_mean"], r["test_accuracy_std"]) if r["test_accuracy_mean"] is not None \
+            else "diverged"
+        assert (f"{'with' if r['batch_norm'] else 'without'} {sci(r['sigma'], 0)} {r['seeds']} {r['diverged']} {acc} "
+                f"{num(r['train_loss_mean'])}") in b
+    from handbackprop.report.collect import collect_init_sensitivity
+    ctx = collect_init_sensitivity(quick_results, ins, run_config["bonus"]["init_sensitivity"], run_config["results"])
+    figmod.init_sensitivity(ctx)
+    axes = drawn[0].axes  # rows: with / without batch norm; columns: loss / accuracy
+    assert len(axes) == 4
+    for i, bn in enumerate((True, False)):
+        rows = [r for r in ins["rows"] if r["batch_norm"] == bn]
+        for k, key, scale in ((0, "train_loss", 1.0), (1, "val_accuracy", 100.0)):
+            ax = axes[2 * i + k]
+            curves = [ln for ln in ax.lines if ln.get_marker() != "x"]
+            assert len(curves) == sum(len(r["histories"]) for r in rows)
+            for ln, (r, h) in zip(curves, [(r, h) for r in rows for h in r["histories"]]):
+                assert f"σ = {r['sigma']:.0e}" in ln.get_label()
+                lines = (quick_results / Path(h).relative_to(run_config["results"])).read_text().splitlines()
+                col = lines[0].split(",").index(key)
+                assert _close(list(ln.get_ydata()), [scale * float(x.split(",")[col]) for x in lines[1:]])
+
+
 # ------------------------------------------------------------------------------ audit
 def test_audit_rescored_every_run_of_every_kind_and_the_report_says_so(quick_results, sec, md):
     a = read(quick_results / "report" / "audit.json")
@@ -248,18 +490,31 @@ def test_audit_rescored_every_run_of_every_kind_and_the_report_says_so(quick_res
     mc = a["metrics"]
     assert a["passed"] and mc["all_match"] and not mc["failures"]
     # The quick profile rescores every run (report.audit_sample: null), of all four kinds.
-    assert mc["n_checked"] == mc["n_runs"] == len(runs)
-    assert {k["kind"]: k["checked"] for k in mc["by_kind"]} == {
-        "search": len(list(quick_results.glob("search/**/metrics.json"))),
-        "final": len(list(quick_results.glob("final/**/metrics.json"))),
-        "ablation": len(list(quick_results.glob("bonus/ablation/**/metrics.json"))),
-        "aug": len(list(quick_results.glob("bonus/aug_vs_lambda/**/metrics.json")))}
+    diverged = [p for p in runs if read(p).get("diverged")]
+    assert mc["n_runs"] == len(runs) and mc["n_checked"] == len(runs) - len(diverged) == len(mc["checked"])
+    assert sorted(mc["diverged"]) == sorted(str(p.parent.relative_to(quick_results)) for p in diverged)
+
+    def trained(pattern):
+        return len([p for p in quick_results.glob(pattern) if not read(p).get("diverged")])
+    expected = {"search": trained("search/**/metrics.json"), "final": trained("final/**/metrics.json"),
+                "ablation": trained("bonus/ablation/**/metrics.json"),
+                "aug": trained("bonus/aug_vs_lambda/**/metrics.json"),
+                "init": trained("bonus/init_sensitivity/**/metrics.json")}
+    assert {k["kind"]: k["checked"] for k in mc["by_kind"]} == {k: n for k, n in expected.items() if n}
     assert all(r["ok"] and r["fields"] for r in mc["checked"])
+    skipped = f"; {len(diverged)} diverged run(s) not rescored" if diverged else ""
     sentence = (f"{mc['n_checked']} of {mc['n_runs']} training runs rechecked "
-                f"({', '.join(str(k['checked']) + ' ' + k['kind'] for k in mc['by_kind'])}): all {mc['n_figures']} "
-                "train/val/test figures in their metrics.json matched the rescored saved weights exactly")
+                f"({', '.join(str(k['checked']) + ' ' + k['kind'] for k in mc['by_kind'])}{skipped}): all "
+                f"{mc['n_figures']} train/val/test figures in their metrics.json matched the rescored saved weights "
+                "exactly")
     assert sentence in sec["summary"] and sentence in sec["audit"] and sentence in md
-    assert f"The audit recomputed η for all {len(runs)} training runs" in sec["schedule"]
+    if diverged:
+        assert f"{len(diverged)} of {len(runs)} runs diverged" in sec["audit"]
+        for d in mc["diverged"]:
+            assert d in sec["audit"]
+    else:
+        assert f"No run diverged: every one of the {len(runs)} runs trained to the end." in sec["audit"]
+    assert f"The audit recomputed η for all {len(runs) - len(diverged)} training runs" in sec["schedule"]
     assert a["schedule"]["max_abs_diff"] == 0.0
 
 

@@ -19,17 +19,15 @@ import numpy as np
 from .audit import schedule_of
 from .benchmarks import collect_benchmarks
 from .provenance import collect_provenance
+from .published import PUBLISHED_BY_MODEL, published_text
 
-# The only figures typed in: the published reference results, always labelled as published.
-PUBLISHED = {
-    "linear_test_accuracy": 0.3930,
-    "bonus_test_accuracy": 0.4977,
-    "lam": 1.07e-3,
-}
-# Which final model each published accuracy sits beside (matched by model name).
-PUBLISHED_BY_MODEL = {"linear": "linear_test_accuracy", "bonus": "bonus_test_accuracy"}
+# The only figures typed in (published.py): the published reference results, always labelled.
+PUBLISHED = PUBLISHED_BY_MODEL
 
 GATES = ("gradcheck", "overfit", "trajectory")
+# A bug-table cell: the gate failed on the bug, passed despite it, or never ran the planted code.
+BUG_CELLS = ("caught", "passed", "not run")
+CORRECT_CODE = "(none: correct code)"  # the bug table's control row
 SAMPLES_PER_CLASS = 8
 
 
@@ -95,61 +93,175 @@ def collect_data(R: Path) -> dict:
 
 
 # -------------------------------------------------------------------------------- gates
-def collect_gates(R: Path) -> dict:
-    ev = {g: read_json(R / "gates" / f"{g}.json") for g in GATES}
-    gc = ev["gradcheck"]
+def collect_gradcheck(gc: dict) -> dict:
+    """The gradient check's rows, and the headline: how close our gradient is to the long-double
+    one compared with autograd's (worst ratio of our error to torch's over every parameter)."""
     t = gc["thresholds"]
-    grad_rows = []
+    rows = []
     for v in gc["variants"]:
         for pname, f in v["params"].items():
-            grad_rows.append({
+            ok = (f["max_rel"] <= t["max_rel"] and f["norm_rel"] <= t["norm_rel"]
+                  and f["fd_norm_rel"] <= t["fd_norm_rel"])
+            if "exact_ratio" in f and t.get("exact_ratio") is not None and (gc.get("longdouble") or {}).get("extended"):
+                ok = ok and f["exact_ratio"] <= t["exact_ratio"]
+            rows.append({
                 "variant": v["variant"], "param": pname, "shape": "×".join(map(str, f["shape"])),
+                "batch_norm": bool(v.get("batch_norm")),
                 "max_rel": f["max_rel"], "norm_rel": f["norm_rel"], "fd_norm_rel": f["fd_norm_rel"],
-                "fd_coords": f.get("fd_coords"),
-                "ok": (f["max_rel"] <= t["max_rel"] and f["norm_rel"] <= t["norm_rel"]
-                       and f["fd_norm_rel"] <= t["fd_norm_rel"])})
-    cost_rows = [{"variant": v["variant"], "cost": v["cost"], "torch_cost": v["torch_cost"],
-                  "cost_rel": v["cost_rel"], "ok": v["cost_rel"] <= t["cost_rel"],
-                  "hidden": v.get("hidden"), "dropout": v.get("dropout"), "lam": v.get("lam"),
-                  "n_images": v.get("n_images")} for v in gc["variants"]]
+                "fd_coords": f.get("fd_coords"), "exact_ours_err": f.get("exact_ours_err"),
+                "exact_torch_err": f.get("exact_torch_err"), "exact_ratio": f.get("exact_ratio"), "ok": ok})
+    costs = [{"variant": v["variant"], "cost": v["cost"], "torch_cost": v["torch_cost"],
+              "cost_rel": v["cost_rel"], "ok": v["cost_rel"] <= t["cost_rel"],
+              "hidden": v.get("hidden"), "dropout": v.get("dropout"), "lam": v.get("lam"),
+              "batch_norm": bool(v.get("batch_norm")), "n_images": v.get("n_images"),
+              "exact_cost": v.get("exact_cost")} for v in gc["variants"]]
+    rated = [r for r in rows if r["exact_ratio"] is not None]
+    worst = max(rated, key=lambda r: r["exact_ratio"]) if rated else None
+    exact = None
+    if worst:
+        exact = {"worst_ratio": worst["exact_ratio"], "worst_variant": worst["variant"],
+                 "worst_param": worst["param"], "goal": t.get("exact_ratio"),
+                 "met": t.get("exact_ratio") is None or worst["exact_ratio"] <= t["exact_ratio"],
+                 "n_params": len(rated), "median_ratio": float(np.median([r["exact_ratio"] for r in rated])),
+                 "max_ours_err": max(r["exact_ours_err"] for r in rated),
+                 "max_torch_err": max(r["exact_torch_err"] for r in rated)}
+    return {"rows": rows, "costs": costs, "exact": exact, "longdouble": gc.get("longdouble"),
+            "variants": [v["variant"] for v in gc["variants"]],
+            "bn_variants": [v["variant"] for v in gc["variants"] if v.get("batch_norm")]}
 
-    overfit = []
-    for v in ev["overfit"]["variants"]:
-        init_gap = abs(v["initial_cost"] - v["ln10"])
-        overfit.append({**{k: v[k] for k in v if k != "history"}, "init_gap": init_gap,
-                        "init_ok": init_gap <= v["init_tolerance"],
-                        "final_ok": v["final_loss"] <= v["loss_bound"],
-                        "history": {k: [h.get(k) for h in v["history"]]
-                                    for k in ("step", "eta", "train_loss", "train_accuracy")}})
 
-    tr = ev["trajectory"]
-    trajectory = []
+def variant_tolerance(v: dict, tr: dict) -> float:
+    """A trajectory variant's own tolerance: its recorded one, else by its dtype."""
+    if v.get("tolerance") is not None:
+        return v["tolerance"]
+    if v.get("dtype") == "float32" and tr.get("float32_tolerance") is not None:
+        return tr["float32_tolerance"]
+    return tr["tolerance"]
+
+
+def collect_trajectory(tr: dict) -> dict:
+    variants, evaluation, batch_norm = [], [], []
     for v in tr["variants"]:
         wn = v.get("weight_norm_rel", {})
-        trajectory.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
-                           "steps": v["steps"], "max_cost_rel": v["max_cost_rel"],
-                           "weight_norm_rel": wn, "max_weight_norm_rel": max(wn.values()) if wn else None,
-                           "ok": v["passed"], "costs": v["costs"], "torch_costs": v["torch_costs"],
-                           "torch_etas": v.get("torch_etas", [])})
+        tol = variant_tolerance(v, tr)
+        features = [w for w, on in (("dropout " + str(v.get("dropout")), v.get("dropout")),
+                                    ("flips", v.get("flip")), (f"±{v.get('max_shift')} px shifts", v.get("max_shift")),
+                                    ("batch norm", v.get("batch_norm"))) if on]
+        variants.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
+                         "dtype": v.get("dtype", "float64"), "tolerance": tol, "features": features,
+                         "batch_norm": bool(v.get("batch_norm")),
+                         "steps": v["steps"], "max_cost_rel": v["max_cost_rel"],
+                         "weight_norm_rel": wn, "max_weight_norm_rel": max(wn.values()) if wn else None,
+                         "ok": v["passed"], "costs": v["costs"], "torch_costs": v["torch_costs"],
+                         "torch_etas": v.get("torch_etas", [])})
+        if v.get("batch_norm"):
+            st = v.get("state_norm_rel", {})
+            batch_norm.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
+                               "state_norm_rel": st, "max_state_norm_rel": max(st.values()) if st else None,
+                               "eval_probs_norm_rel": v.get("eval_probs_norm_rel"),
+                               "eval_probs_max_abs": v.get("eval_probs_max_abs"),
+                               "n_eval_rows": v.get("n_eval_rows"), "tolerance": tol, "ok": v["passed"]})
+        ev = v.get("evaluation")
+        if ev:
+            for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
+                if key in ev:
+                    e = ev[key]
+                    evaluation.append({"variant": v["variant"], "dtype": v.get("dtype", "float64"),
+                                       "against": against, "n_rows": ev.get("n_rows"),
+                                       "loss": e.get("loss"), "ref_loss": e.get("ref_loss"),
+                                       "loss_rel": e.get("loss_rel"), "accuracy": e.get("accuracy"),
+                                       "ref_accuracy": e.get("ref_accuracy"),
+                                       "prob_max_abs": e.get("prob_max_abs"),
+                                       "mispredicted_rows": e.get("mispredicted_rows"),
+                                       "near_tie_rows": e.get("near_tie_rows")})
+    ensembles = []
+    for dtype, e in (tr.get("ensembles") or {}).items():
+        vt, pairs = e.get("vs_torch", {}), e.get("identical_pairs", [])
+        ensembles.append({"dtype": dtype, "members": e.get("members"), "n_rows": e.get("n_rows"),
+                          "accuracy": vt.get("accuracy"), "ref_accuracy": vt.get("ref_accuracy"),
+                          "loss": vt.get("loss"), "ref_loss": vt.get("ref_loss"), "loss_rel": vt.get("loss_rel"),
+                          "mispredicted_rows": vt.get("mispredicted_rows"),
+                          "near_tie_rows": vt.get("near_tie_rows"), "n_pairs": len(pairs),
+                          "pairs_max_loss_rel": max((p["loss_rel"] for p in pairs), default=None),
+                          "pairs_differing": sum(p["differing_predictions"] for p in pairs)})
+    return {"variants": variants, "evaluation": evaluation, "batch_norm": batch_norm, "ensembles": ensembles,
+            "tolerances": sorted({v["tolerance"] for v in variants})}
+
+
+def collect_overfit(of: dict) -> tuple[list, list]:
+    """(variants, init-scale rows: per variant and parameter, documented vs empirical std)."""
+    variants, init = [], []
+    for v in of["variants"]:
+        init_gap = abs(v["initial_cost"] - v["ln10"])
+        variants.append({**{k: v[k] for k in v if k not in ("history", "init_scale")}, "init_gap": init_gap,
+                         "init_ok": init_gap <= v["init_tolerance"],
+                         "final_ok": v["final_loss"] <= v["loss_bound"],
+                         "history": {k: [h.get(k) for h in v.get("history", [])]
+                                     for k in ("step", "eta", "train_loss", "train_accuracy")}})
+        for pname, s in (v.get("init_scale") or {}).items():
+            init.append({"variant": v["variant"], "param": pname, **init_scale_row(s)})
+    return variants, init
+
+
+def init_scale_row(s: dict) -> dict:
+    """One parameter's initial-scale figures in common columns. Three forms: a documented std
+    (empirical std, ratio, allowed factor), a documented constant 1 (γ: max |γ − 1|), a
+    documented 0 (biases, β: max |p|). The pass rule is the overfit gate's."""
+    if "documented_value" in s:
+        return {"n": s["n"], "documented": f"exactly {s['documented_value']:g}",
+                "measured": f"max |p − {s['documented_value']:g}| = {s['max_abs_dev']:.2e}",
+                "ratio": None, "allowed_factor": None, "ok": s["max_abs_dev"] == 0.0}
+    if "empirical_std" not in s:
+        return {"n": s["n"], "documented": "exactly 0", "measured": f"max |p| = {s['max_abs']:.2e}",
+                "ratio": None, "allowed_factor": None, "ok": s["max_abs"] == 0.0}
+    factor = s["allowed_factor"]
+    return {"n": s["n"], "documented": f"std {s['documented_std']:.4g}", "measured": f"std {s['empirical_std']:.4g}",
+            "ratio": s["ratio"], "allowed_factor": factor,
+            "ok": s["ratio"] > 0 and abs(math.log(s["ratio"])) <= math.log(factor)}
+
+
+def collect_gates(R: Path) -> dict:
+    ev = {g: read_json(R / "gates" / f"{g}.json") for g in GATES}
+    gc = collect_gradcheck(ev["gradcheck"])
+    overfit, init_scale = collect_overfit(ev["overfit"])
+    tr = ev["trajectory"]
+    traj = collect_trajectory(tr)
     bug = read_json(R / "gates" / "bug_table.json")
     hashes = {g: ev[g].get("code_hash") for g in GATES}
+    columns = [g for g in (bug.get("settings") or GATES) if all(g in r for r in bug["rows"])]
+    # A row names its scope once the bug table records it; until then the catalogue's bn_ prefix.
+    bug_rows = [{**r, "batch_norm": r.get("scope") == "batch_norm" if "scope" in r else r["bug"].startswith("bn_")}
+                for r in bug["rows"]]
+    planted = [r for r in bug_rows if r["bug"] != CORRECT_CODE]
+    counts = {g: {c: sum(1 for r in planted if r.get(g) == c) for c in BUG_CELLS} for g in columns}
     return {
         "evidence": {g: {"passed": bool(ev[g]["passed"]), "failures": ev[g].get("failures", []),
                          "code_hash": ev[g].get("code_hash")} for g in GATES},
         "all_passed": all(ev[g]["passed"] for g in GATES),
         "hashes": hashes,
-        "thresholds": t,
-        "gradcheck_settings": gc.get("settings", {}),
-        "gradcheck": grad_rows,
-        "gradcheck_costs": cost_rows,
+        "thresholds": ev["gradcheck"]["thresholds"],
+        "gradcheck_settings": ev["gradcheck"].get("settings", {}),
+        "gradcheck": gc["rows"],
+        "gradcheck_costs": gc["costs"],
+        "gradcheck_exact": gc["exact"],
+        "longdouble": gc["longdouble"],
+        "gradcheck_bn_variants": gc["bn_variants"],
         "overfit": overfit,
+        "init_scale": init_scale,
         "overfit_settings": ev["overfit"].get("settings", {}),
-        "trajectory": trajectory,
+        "trajectory": traj["variants"],
+        "trajectory_evaluation": traj["evaluation"],
+        "trajectory_bn": traj["batch_norm"],
+        "trajectory_ensembles": traj["ensembles"],
         "trajectory_tolerance": tr["tolerance"],
+        "trajectory_float32_tolerance": tr.get("float32_tolerance"),
         "trajectory_settings": tr.get("settings", {}),
-        "bug_rows": bug["rows"],
+        "bug_rows": bug_rows,
         # The gates that are columns of the bug table (a new gate becomes a column by itself).
-        "bug_columns": [g for g in (bug.get("settings") or GATES) if all(g in r for r in bug["rows"])],
+        "bug_columns": columns,
+        "bug_counts": counts,
+        "bug_planted": len(planted),
+        "bug_planted_bn": sum(1 for r in planted if r["batch_norm"]),
         "bug_uncaught": bug.get("uncaught", []),
     }
 
@@ -159,8 +271,13 @@ def collect_searches(R: Path, config: dict) -> list[dict]:
     out = []
     for model in config["search"]["models"]:
         stages = {s: read_json(R / "search" / model / f"{s}.json") for s in ("coarse", "fine")}
+        for st in stages.values():
+            st["n_diverged_lams"] = sum(1 for r in st["rows"] if r.get("diverged"))
+            st["n_diverged_runs"] = sum(r.get("n_diverged", 0) for r in st["rows"])
+            st["n_runs"] = len(st.get("runs", [])) or sum(r.get("n", 1) + r.get("n_diverged", 0) for r in st["rows"])
         out.append({"model": model, "coarse": stages["coarse"], "fine": stages["fine"],
-                    "chosen": stages["fine"]["best"]})
+                    "chosen": stages["fine"]["best"], "seeds": stages["fine"].get("seeds", []),
+                    "se_rule": stages["fine"].get("se_rule")})
     return out
 
 
@@ -187,9 +304,10 @@ def collect_finals(R: Path, config: dict, audit: dict) -> list[dict]:
                     W = np.asarray(z["W1"], float)
                     weight_images = {"seed": config["final"]["seeds"][0], "images": [
                         _minmax(W[:, c].reshape(3, 32, 32).transpose(1, 2, 0)) for c in range(W.shape[1])]}
+        pub = PUBLISHED_BY_MODEL.get(model)
         out.append({"model": model, "summary": summary, "runs": runs, "weight_images": weight_images,
-                    "spec": summary.get("spec", {}),
-                    "published": PUBLISHED.get(PUBLISHED_BY_MODEL.get(model, ""))})
+                    "spec": summary.get("spec", {}), "lam_from": summary.get("spec", {}).get("lam_from"),
+                    "published": pub, "published_text": published_text(pub)})
     return out
 
 
@@ -204,9 +322,55 @@ def collect_bonus(R: Path, config: dict) -> dict:
     if bonus.get("ablation") and (R / "bonus" / "ablation.json").exists():
         out["ablation"] = {**read_json(R / "bonus" / "ablation.json"), "settings": bonus["ablation"]}
     if bonus.get("aug_vs_lambda") and (R / "bonus" / "aug_vs_lambda.json").exists():
-        out["aug_vs_lambda"] = {**read_json(R / "bonus" / "aug_vs_lambda.json"),
-                                "settings": bonus["aug_vs_lambda"]}
+        out["aug_vs_lambda"] = collect_aug_vs_lambda(read_json(R / "bonus" / "aug_vs_lambda.json"),
+                                                     bonus["aug_vs_lambda"])
+    if bonus.get("init_sensitivity") and (R / "bonus" / "init_sensitivity.json").exists():
+        out["init_sensitivity"] = collect_init_sensitivity(R, read_json(R / "bonus" / "init_sensitivity.json"),
+                                                           bonus["init_sensitivity"], config.get("results"))
     return out
+
+
+def collect_aug_vs_lambda(av: dict, settings: dict) -> dict:
+    """The rows, per-condition mean ± std over seeds per λ (diverged runs left out), the fitted
+    optimum per seed and the shift with its interval."""
+    per_lam = []
+    for aug in (False, True):
+        for lam_ in sorted({r["lam"] for r in av["rows"] if r["augmentation"] == aug}):
+            sel = [r for r in av["rows"] if r["augmentation"] == aug and r["lam"] == lam_]
+            trained = [r["val_accuracy"] for r in sel if not r.get("diverged")]
+            per_lam.append({"augmentation": aug, "lam": lam_, "log10_lam": sel[0]["log10_lam"],
+                            "n": len(trained), "n_diverged": len(sel) - len(trained),
+                            "val_accuracy_mean": float(np.mean(trained)) if trained else None,
+                            "val_accuracy_std": float(np.std(trained, ddof=1)) if len(trained) > 1 else None})
+    return {**av, "per_lam": per_lam, "settings": settings}
+
+
+def history_path(R: Path, recorded: str, results_setting=None) -> Path:
+    """A history file the init table recorded (relative to the workflow's directory, or
+    absolute) as a path below this results directory."""
+    p = Path(recorded)
+    if p.is_absolute():
+        return p
+    if results_setting:
+        try:
+            return R / p.relative_to(Path(results_setting))
+        except ValueError:
+            pass
+    parts = p.parts
+    return R.joinpath(*parts[parts.index("bonus"):]) if "bonus" in parts else R / p
+
+
+def collect_init_sensitivity(R: Path, init: dict, settings: dict, results_setting=None) -> dict:
+    rows = []
+    for r in init["rows"]:
+        histories = []
+        for h in r.get("histories", []):
+            path = history_path(R, h, results_setting)
+            seed = next((part[4:] for part in path.parts if part.startswith("seed")), "?")
+            histories.append({"path": h, "seed": seed,
+                              "history": read_csv_columns(path) if path.exists() else None})
+        rows.append({**r, "runs": histories})
+    return {**init, "rows": rows, "settings": settings}
 
 
 def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None) -> dict:
@@ -221,7 +385,8 @@ def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_d
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results_dir": str(config.get("results", R)),
-        "published": PUBLISHED,
+        "published": [{"model": m, "network": e["network"], "text": published_text(e)}
+                      for m, e in PUBLISHED_BY_MODEL.items()],
         "data": data,
         "gates": collect_gates(R),
         "audit": audit,

@@ -136,22 +136,61 @@ def class_counts(data: dict) -> str:
 @_styled
 def gradcheck(gates: dict) -> str:
     rows, t = gates["gradcheck"], gates["thresholds"]
-    labels = [f"{r['variant']}\n{r['param']}" for r in rows]
-    fig, axes = _figure(1, 1, height=3.4)
+    labels = [f"{r['variant']} {r['param']}" for r in rows]
+    fig, axes = _figure(1, 1, height=3.8, width=max(WIDTH, 0.13 * len(rows) + 2))
     ax = axes[0][0]
     x = np.arange(len(rows))
-    for off, key, name, c in ((-0.27, "max_rel", "max relative error (vs torch)", "C0"),
-                              (0.0, "norm_rel", "norm relative error (vs torch)", "C1"),
-                              (0.27, "fd_norm_rel", "finite-difference norm relative error", "C2")):
+    for key, name, c, mk in (("max_rel", "max relative error (vs torch)", "C0", "o"),
+                             ("norm_rel", "norm relative error (vs torch)", "C1", "s"),
+                             ("fd_norm_rel", "finite-difference norm relative error", "C2", "^")):
         vals = np.maximum([r[key] for r in rows], 1e-20)
-        ax.bar(x + off, vals, 0.27, label=name, color=c)
+        ax.plot(x, vals, ls="none", marker=mk, ms=4, color=c, label=name)
         ax.axhline(t[key], color=c, ls="--", lw=1)
-        ax.text(len(rows) - 0.4, t[key], f" threshold {t[key]:.0e}", color=c, va="center", fontsize=7)
+        ax.text(len(rows) - 0.5, t[key], f" threshold {t[key]:.0e}", color=c, va="center", fontsize=7)
+    # Variant boundaries: the parameters of one network sit between two lines.
+    starts = [i for i in range(1, len(rows)) if rows[i]["variant"] != rows[i - 1]["variant"]]
+    for i in starts:
+        ax.axvline(i - 0.5, color=LIMIT, lw=0.6)
     ax.set_yscale("log")
-    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_xticks(x, labels, fontsize=6, rotation=90)
+    ax.set_xlim(-0.7, len(rows) + 2.5)
     ax.set_ylabel("relative error (dimensionless, log)")
     ax.set_title("Gradient check per variant and parameter (float64); dashed: thresholds")
     ax.legend(loc="upper left", ncol=3)
+    return to_uri(fig)
+
+
+@_styled
+def gradcheck_exact(gates: dict) -> str:
+    """Per parameter, our error against the long-double gradient (x) vs torch's (y)."""
+    rows = [r for r in gates["gradcheck"] if r.get("exact_ratio") is not None]
+    goal = gates["thresholds"].get("exact_ratio")
+    fig, axes = _figure(2, 1, height=3.4)
+    ax, ax2 = axes[0]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    for i, v in enumerate(variants):
+        sel = [r for r in rows if r["variant"] == v]
+        ax.plot([r["exact_ours_err"] for r in sel], [r["exact_torch_err"] for r in sel], ls="none", marker="o",
+                ms=4, color=f"C{i}", label=v)
+        ax2.plot(np.full(len(sel), i) + np.linspace(-0.25, 0.25, len(sel)), [r["exact_ratio"] for r in sel],
+                 ls="none", marker="o", ms=4, color=f"C{i}")
+    errs = np.array([[r["exact_ours_err"], r["exact_torch_err"]] for r in rows]).ravel()
+    errs = errs[errs > 0]
+    lo, hi = (errs.min() / 3, errs.max() * 3) if errs.size else (1e-18, 1e-14)
+    line = np.array([lo, hi])
+    ax.plot(line, line, color=LIMIT, lw=1, label="equal error")
+    if goal:
+        ax.plot(line, line / goal, color=TORCH, ls="--", lw=1, label=f"ours = {goal:g} × torch's (goal)")
+        ax2.axhline(goal, color=TORCH, ls="--", lw=1, label=f"goal ≤ {goal:g}")
+    ax2.axhline(1.0, color=LIMIT, lw=1, label="as close as torch")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
+           xlabel="ours: ‖g − g_exact‖ / ‖g_exact‖ (log)", ylabel="torch autograd: same measure (log)",
+           title="Errors against the long-double gradient, per parameter")
+    ax2.set_yscale("log")
+    ax2.set_xticks(range(len(variants)), variants, rotation=30, fontsize=7)
+    ax2.set(ylabel="our error / torch's error (log)", title="Ratio per parameter (≤ goal passes)")
+    ax.legend(fontsize=7)
+    ax2.legend(fontsize=7)
     return to_uri(fig)
 
 
@@ -178,26 +217,37 @@ def overfit(gates: dict) -> str:
 
 @_styled
 def trajectory(gates: dict) -> str:
+    """Costs of every variant, then one panel per tolerance: each variant's relative difference
+    against its own tolerance (float64 1e-10, float32 1e-4)."""
     vs = gates["trajectory"]
-    fig, axes = _figure(2, 1, height=3.2)
-    ax, ax2 = axes[0]
-    for i, v in enumerate(vs):
+    tols = sorted({v["tolerance"] for v in vs})
+    fig, axes = _figure(1 + len(tols), 1, height=3.4)
+    ax = axes[0][0]
+    colour = {v["variant"]: f"C{i % 10}" for i, v in enumerate(vs)}
+    style = {v["variant"]: ["-", "--", ":", "-."][(i // 10) % 4] for i, v in enumerate(vs)}
+    for v in vs:
         steps = np.arange(len(v["costs"]))
-        ax.plot(steps, v["costs"], color=f"C{i}", label=f"{v['variant']} (ours)")
-        ax.plot(steps, v["torch_costs"], color=f"C{i}", ls="none", marker="o", ms=4, mfc="none",
-                label=f"{v['variant']} (torch)")
-        c, tc = np.asarray(v["costs"]), np.asarray(v["torch_costs"])
-        rel = np.abs(c - tc) / np.maximum(np.abs(tc), 1e-300)
-        ax2.plot(steps, np.maximum(rel, 1e-18), color=f"C{i}", marker=".", label=v["variant"])
-    ax2.axhline(gates["trajectory_tolerance"], color=LIMIT, ls="--", lw=1,
-                label=f"tolerance {gates['trajectory_tolerance']:.0e}")
-    ax.set(xlabel="update step", ylabel="mini-batch cost (nats)",
-           title="Reference trajectory: our cost (line) vs torch (circles)")
-    ax2.set_yscale("log")
-    ax2.set(xlabel="update step", ylabel="|ours − torch| / |torch| (log)",
-            title="relative cost difference per step (0 drawn at 1e-18)")
-    ax.legend(ncol=2, fontsize=7)
-    ax2.legend(fontsize=7)
+        c = colour[v["variant"]]
+        ax.plot(steps, v["costs"], color=c, ls=style[v["variant"]], label=v["variant"])
+        ax.plot(steps, v["torch_costs"], color=c, ls="none", marker="o", ms=3, mfc="none")
+    for k, tol in enumerate(tols):
+        ax2 = axes[0][1 + k]
+        for v in (v for v in vs if v["tolerance"] == tol):
+            steps = np.arange(len(v["costs"]))
+            c, tc = np.asarray(v["costs"]), np.asarray(v["torch_costs"])
+            rel = np.abs(c - tc) / np.maximum(np.abs(tc), 1e-300)
+            ax2.plot(steps, np.maximum(rel, tol * 1e-8), color=colour[v["variant"]], ls=style[v["variant"]],
+                     marker=".", label=v["variant"])
+        dtypes = sorted({v["dtype"] for v in vs if v["tolerance"] == tol})
+        ax2.axhline(tol, color=LIMIT, ls="--", lw=1.2, label=f"tolerance {tol:.0e}")
+        ax2.set_yscale("log")
+        ax2.set_ylim(top=max(tol * 30, ax2.get_ylim()[1]))
+        ax2.set(xlabel="update step", ylabel="|ours − torch| / |torch| (log)",
+                title=f"{', '.join(dtypes)} variants against {tol:.0e}\n(exact 0 drawn at {tol * 1e-8:.0e})")
+        ax2.legend(fontsize=6)
+    ax.set_yscale("log")
+    ax.set(xlabel="update step", ylabel="mini-batch cost (nats, log)",
+           title="Cost per step: ours (lines), torch (circles);\ncolours as in the panels on the right")
     return to_uri(fig)
 
 
@@ -219,22 +269,48 @@ def schedules(finals: list[dict]) -> str:
     return to_uri(fig)
 
 
+def _mean_std_lam_ax(ax, rows, color, marker, label, ring=None):
+    """Mean ± std per λ with error bars; diverged λ (no accuracy) as × on the bottom axis;
+    ring: rows to circle (the indistinguishable ones)."""
+    ok = [r for r in rows if not r.get("diverged") and r.get("val_accuracy") is not None]
+    bad = [r for r in rows if r.get("diverged") or r.get("val_accuracy") is None]
+    if ok:
+        std = [100 * (r.get("val_accuracy_std") or 0.0) for r in ok]
+        ax.errorbar([r["lam"] for r in ok], [100 * r["val_accuracy"] for r in ok], yerr=std, color=color,
+                    marker=marker, ms=5, lw=1, capsize=3, label=label)
+    if ring:
+        sel = [r for r in ok if ring(r)]
+        ax.plot([r["lam"] for r in sel], [100 * r["val_accuracy"] for r in sel], ls="none", marker="o", ms=11,
+                mfc="none", mec=color, mew=1.2)
+    if bad:
+        # On the axis, not at a made-up accuracy: a diverged λ has none.
+        ax.plot([r["lam"] for r in bad], [0.02] * len(bad), ls="none", marker="x", ms=8, mew=2, color=color,
+                transform=ax.get_xaxis_transform(), clip_on=False, label=f"{label}: diverged (no accuracy)")
+
+
 @_styled
 def search(s: dict) -> str:
-    fig, axes = _figure(1, 1, height=3.0)
+    fig, axes = _figure(1, 1, height=3.2)
     ax = axes[0][0]
     for stage, marker, color in (("coarse", "o", "C0"), ("fine", "s", "C1")):
         rows = sorted(s[stage]["rows"], key=lambda r: r["lam"])
-        ax.plot([r["lam"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=marker,
-                color=color, label=f"{stage} ({len(rows)} runs)", ms=5, lw=1)
+        n_seeds = len(s[stage].get("seeds") or [])
+        _mean_std_lam_ax(ax, rows, color, marker, f"{stage} ({len(rows)} λ × {n_seeds} seed(s), mean ± std)",
+                         ring=lambda r: r.get("indistinguishable"))
+    band = s["fine"].get("indistinguishable") or []
+    if band:
+        lo, hi = min(band), max(band)
+        pad = 1.08  # a single λ still shows as a band
+        ax.axvspan(lo / pad, hi * pad, color="C1", alpha=0.12, lw=0,
+                   label=f"fine: indistinguishable from the best ({len(band)} λ)")
     ch = s["chosen"]
     ax.plot([ch["lam"]], [100 * ch["val_accuracy"]], marker="*", ms=16, color="C3", ls="none",
             label=f"chosen λ = {ch['lam']:.3g}")
     ax.axvline(ch["lam"], color="C3", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
-           title=f"λ search: {s['model']}")
-    ax.legend()
+           title=f"λ search: {s['model']} (rings: indistinguishable from the stage's best)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_uri(fig)
 
 
@@ -309,26 +385,85 @@ def ablation(ab: dict) -> str:
 
 @_styled
 def aug_vs_lambda(av: dict) -> str:
-    fig, axes = _figure(1, 1, height=3.0)
-    ax = axes[0][0]
+    fig, axes = _figure(2, 1, height=3.2, gridspec_kw={"width_ratios": [2.2, 1]})
+    ax, ax2 = axes[0]
     rows = av["rows"]
     for aug, color, label in ((False, "C0", "no augmentation"), (True, "C1", "augmentation")):
         sel = [r for r in rows if bool(r["augmentation"]) == aug]
         seeds = sorted({r["seed"] for r in sel})
         for s in seeds:
-            rs = sorted((r for r in sel if r["seed"] == s), key=lambda r: r["lam"])
+            rs = sorted((r for r in sel if r["seed"] == s and not r.get("diverged")), key=lambda r: r["lam"])
             ax.plot([r["lam"] for r in rs], [100 * r["val_accuracy"] for r in rs], color=color, lw=0.6,
-                    alpha=0.5, marker=".")
-        lams = sorted({r["lam"] for r in sel})
-        means = [100 * np.mean([r["val_accuracy"] for r in sel if r["lam"] == lam]) for lam in lams]
-        ax.plot(lams, means, color=color, lw=2.2, label=f"{label}: mean over {len(seeds)} seeds")
+                    alpha=0.4, marker=".")
+        per_lam = [{"lam": r["lam"], "val_accuracy": r["val_accuracy_mean"], "val_accuracy_std": r["val_accuracy_std"],
+                    "diverged": r["n"] == 0} for r in av["per_lam"] if r["augmentation"] == aug]
+        _mean_std_lam_ax(ax, per_lam, color, "o", f"{label}: mean ± std over {len(seeds)} seeds")
         best = av.get("best_log10_lam", {}).get(label, {})
         for k, b in enumerate(best.values()):
-            ax.axvline(10.0 ** b, color=color, ls=":", lw=0.8, label=f"{label}: best λ per seed" if k == 0 else None)
+            ax.axvline(10.0 ** b, color=color, ls=":", lw=0.8,
+                       label=f"{label}: fitted optimum per seed" if k == 0 else None)
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
            title="Augmentation vs λ (thin: single seeds)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=6, loc="best")
+    sh = av["shift"]
+    d = sh["per_seed_shift_log10"]
+    ax2.plot(np.zeros(len(d)) + np.linspace(-0.1, 0.1, len(d)), d, ls="none", marker="o", color="C2",
+             label="per seed")
+    same: dict[float, list] = {}  # seeds with the same shift share one label
+    for seed, y in zip(sh["seeds"], d):
+        same.setdefault(round(y, 6), []).append(str(seed))
+    for y, seeds in same.items():
+        ax2.annotate(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}", (0.13, y), fontsize=7, va="center")
+    if sh.get("ci_low") is not None:
+        ax2.errorbar([0.45], [sh["mean_shift_log10"]], yerr=[[sh["mean_shift_log10"] - sh["ci_low"]],
+                                                            [sh["ci_high"] - sh["mean_shift_log10"]]],
+                     marker="s", color="C3", capsize=5, lw=1.5,
+                     label=f"mean, {100 * sh['ci_level']:g}% interval [{sh['ci_low']:+.2f}, {sh['ci_high']:+.2f}]")
+    else:
+        ax2.plot([0.45], [sh["mean_shift_log10"]], marker="s", color="C3", ls="none", label="mean (no interval)")
+    ax2.axhline(0, color=LIMIT, lw=1)
+    ax2.set_xlim(-0.4, 0.9)
+    ax2.set_xticks([])
+    ax2.set(ylabel="shift of the fitted optimum (log10 λ)",
+            title=f"{sh['to']} − {sh['from']}\nverdict: {sh['verdict']}")
+    ax2.legend(fontsize=7, loc="best")
+    return to_uri(fig)
+
+
+@_styled
+def init_sensitivity(ins: dict) -> str:
+    """Loss and accuracy curves side by side, with batch norm (top) and without (bottom), one
+    colour per σ and one line style per seed."""
+    sigmas = sorted({r["sigma"] for r in ins["rows"]}, reverse=True)
+    colour = {sg: f"C{i % 10}" for i, sg in enumerate(sigmas)}
+    fig, axes = _figure(2, 2, height=2.7, sharex=True, sharey="col")
+    # A run that stopped before the others diverged (training stops at divergence).
+    last = max((run["history"]["step"][-1] for r in ins["rows"] for run in r["runs"]
+                if run["history"] and run["history"]["step"]), default=0)
+    for i, bn in enumerate((True, False)):
+        for r in (r for r in ins["rows"] if r["batch_norm"] == bn):
+            for j, run in enumerate(r["runs"]):
+                h = run["history"]
+                if not h:
+                    continue
+                ls = ["-", "--", ":", "-."][j % 4]
+                label = f"σ = {r['sigma']:.0e}" + (f", seed {run['seed']}" if len(r["runs"]) > 1 else "")
+                for k, key in enumerate(("train_loss", "val_accuracy")):
+                    scale = 100.0 if key.endswith("accuracy") else 1.0
+                    y = np.asarray(h.get(key, []), float) * scale
+                    ax = axes[i][k]
+                    ax.plot(h["step"], y, color=colour[r["sigma"]], ls=ls, label=label)
+                    finite = np.flatnonzero(np.isfinite(y))
+                    if finite.size and h["step"][-1] < last:
+                        ax.plot([h["step"][finite[-1]]], [y[finite[-1]]], marker="x", ms=8, mew=2,
+                                color=colour[r["sigma"]])
+        which = "with batch norm" if bn else "without batch norm"
+        axes[i][0].set(ylabel="training loss (nats)", title=f"{which}: training loss")
+        axes[i][1].set(ylabel="validation accuracy (%)", title=f"{which}: validation accuracy")
+        axes[i][0].legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("update step")
     return to_uri(fig)
 
 
@@ -355,6 +490,7 @@ def make_figures(ctx: dict) -> dict:
         "norm": norm_stats(ctx["data"]),
         "class_counts": class_counts(ctx["data"]),
         "gradcheck": gradcheck(ctx["gates"]),
+        "gradcheck_exact": gradcheck_exact(ctx["gates"]) if ctx["gates"].get("gradcheck_exact") else None,
         "overfit": overfit(ctx["gates"]),
         "trajectory": trajectory(ctx["gates"]),
         "schedule": schedules(ctx["finals"]),
@@ -367,6 +503,8 @@ def make_figures(ctx: dict) -> dict:
         figs["ablation"] = ablation(ctx["bonus"]["ablation"])
     if "aug_vs_lambda" in ctx["bonus"]:
         figs["aug_vs_lambda"] = aug_vs_lambda(ctx["bonus"]["aug_vs_lambda"])
+    if "init_sensitivity" in ctx["bonus"]:
+        figs["init_sensitivity"] = init_sensitivity(ctx["bonus"]["init_sensitivity"])
     if ctx["benchmarks"]["rows"]:
         figs["benchmarks"] = benchmarks(ctx["benchmarks"])
     return figs

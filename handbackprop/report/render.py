@@ -80,6 +80,10 @@ def _nan(x):
 def arch(spec: dict) -> str:
     """A model spec in a few words: 'hidden 500, dropout 0.3, augmentation, nesterov'."""
     words = [f"hidden {'-'.join(map(str, spec['hidden']))}" if spec.get("hidden") else "linear"]
+    if spec.get("batch_norm"):
+        words.append("batch norm")
+    if spec.get("init") is not None:
+        words.append(f"init σ {spec['init']:g}")
     if spec.get("dropout"):
         words.append(f"dropout {spec['dropout']}")
     if spec.get("flip") or spec.get("max_shift"):
@@ -105,7 +109,9 @@ def provenance_sentence(mc: dict) -> str:
     verdict = (f"all {mc['n_figures']} train/val/test figures in their metrics.json matched the rescored "
                "saved weights exactly" if mc["all_match"]
                else f"{len(mc['failures'])} run(s) did NOT match their metrics.json")
-    return f"{mc['n_checked']} of {mc['n_runs']} training runs rechecked ({kinds}): {verdict}."
+    diverged = len(mc.get("diverged") or [])
+    skipped = f"; {diverged} diverged run(s) not rescored" if diverged else ""
+    return f"{mc['n_checked']} of {mc['n_runs']} training runs rechecked ({kinds}{skipped}): {verdict}."
 
 
 def mdcell(x) -> str:

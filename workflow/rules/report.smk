@@ -47,6 +47,10 @@ rule report:
         histories=final_files("history.csv"),
         weights=final_files("weights.npz"),
         bonus=bonus_targets(),
+        # The init-sensitivity curves are drawn from each run's history.
+        init_histories=lambda wildcards: [
+            str(Path(r).with_name("history.csv")) for r in init_runs(wildcards)
+        ],
         benchmarks=benchmark_files,
         code=code("report"),
         download=f"{R}/data/download.json",
