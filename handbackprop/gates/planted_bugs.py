@@ -336,7 +336,8 @@ def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]
     for bug in [None, *bugs]:
         ctx = bug.plant() if bug else contextlib.nullcontext()
         row = {"bug": bug.name if bug else "(none: correct code)",
-               "description": bug.description if bug else "the code as shipped"}
+               "description": bug.description if bug else "the code as shipped",
+               "scope": bug.scope if bug else ""}
         with ctx as counter:
             for gate in settings:
                 gate_settings = scoped_settings(bug, settings[gate])

@@ -192,7 +192,9 @@ def init_sensitivity(paths) -> dict:
                      "test_accuracy_mean": mean, "test_accuracy_std": std,
                      "train_loss_mean": mean_std([m["train_loss"] for m in trained])[0] if trained else None,
                      "lam": items[0][1]["lam"],
-                     "histories": [str(Path(p).with_name("history.csv")) for p, _ in items]})
+                     # relative to the results folder ({R}/bonus/init_sensitivity/<variant>/seed<s>)
+                     "histories": [str(Path(*Path(p).with_name("history.csv").parts[-5:]))
+                                   for p, _ in items]})
 
     def span(bn):
         accs = [r["test_accuracy_mean"] for r in rows if r["batch_norm"] == bn

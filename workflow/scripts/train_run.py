@@ -23,6 +23,8 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
         record_divergence=sm.params.record_divergence, snapshots=sm.params.snapshots, log=print)
     if code_hash() != verified_hash:
         raise stage.UnverifiedCode("the model code changed while this job ran")
-    metrics.update(code_hash=verified_hash, code_hashes=code_hashes(), threads=sm.threads,
+    # The code groups that shape a training result (the report's code does not).
+    shaped_by = {g: h for g, h in code_hashes().items() if g in ("data", "model", "study")}
+    metrics.update(code_hash=verified_hash, code_hashes=shaped_by, threads=sm.threads,
                    rule=sm.rule, wildcards=dict(sm.wildcards.items()))
     write_run(dict(sm.output.items()), net, result, metrics)
