@@ -4,8 +4,10 @@ Every training step allocates gradient-sized arrays (dW from the GEMM, the L2
 term) and frees them a moment later. For the 3072x500 layer in float64 those
 are 12 MB each; glibc's default policy trims such blocks off the heap when
 they are freed, so the next step page-faults them back in and the kernel zeroes
-them again: 430-680 minor faults per step measured on the m=500 float64 step
-(0 after this call), about 4 % of its CPU time. Raising the trim threshold and
+them again. Measured (bench/README.md): 430-1,400 minor faults per m=500
+float64 step and up to ~590 per m=50 float32 step, depending on the process's
+allocation history, 0-8 after this call; the m=500 float64 epoch used 11 % less
+CPU time. Raising the trim threshold and
 fixing the mmap threshold at glibc's maximum makes the allocator reuse the
 blocks; it changes where memory comes from, never a computed value.
 """
