@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from handbackprop.atomic import write_json
 from handbackprop.data.splits import load_split
@@ -35,8 +36,11 @@ def make_split(directory: Path, n_train: int, n_val: int, n_test: int, seed: int
 
 
 def train_into(R: Path, rel: str, split: str, spec=SPEC, dtype="float32", lam=1e-3, seed=1, test=False):
-    """One training run written exactly as the workflow's train_run.py writes it."""
-    net, result, metrics = runs.run(R / "data" / split, spec, lam, 1, seed, dtype, test, log=lambda s: None)
+    """One training run written exactly as the workflow's train_run.py writes it (with BLAS
+    limited to the one thread the metrics record, as the rule's `threads:` does)."""
+    with threadpool_limits(limits=1):
+        net, result, metrics = runs.run(R / "data" / split, spec, lam, 1, seed, dtype, test,
+                                        log=lambda s: None)
     metrics.update(threads=1, code_hash="h", rule="test")
     d = R / rel
     write_run({"history": d / "history.csv", "weights": d / "weights.npz", "metrics": d / "metrics.json"},
