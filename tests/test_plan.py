@@ -270,3 +270,20 @@ def test_init_sensitivity_table_and_its_statement(tmp_path):
     assert "with batch norm, test accuracy spans 50.0–51.0%" in t["statement"]
     assert "without, test accuracy spans 10.0–46.0%" in t["statement"]
     assert "σ = 1e-04: BN 50.0%, no BN 10.0%" in t["statement"]
+
+
+def test_the_ablation_text_holds_no_wall_clock_time(tmp_path):
+    """Two runs of the same config differ only in timings: their result texts must not."""
+    texts = []
+    for seconds in (12.0, 97.5):
+        paths = []
+        for variant, seed, acc in [("no_dropout", 1, 0.55), ("no_dropout", 2, 0.57), ("all_off", 1, 0.50)]:
+            p = tmp_path / str(seconds) / variant / f"seed{seed}" / "metrics.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"wildcards": {"variant": variant}, "test_accuracy": acc,
+                                     "seconds": seconds, "lam": 1e-3}))
+            paths.append(p)
+        table = tables.ablation_table(paths, tmp_path, "float32")
+        assert table["rows"][0]["seconds_mean"] == seconds  # the timing is kept, in its field
+        texts.append(table["text"])
+    assert texts[0] == texts[1] and "56.00% ± 1.41 over 2 seed(s)" in texts[0]
