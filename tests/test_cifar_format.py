@@ -1,8 +1,6 @@
 """Tests for handbackprop.data.cifar_format: the restricted unpickler and tarball validation."""
 import codecs
-import gzip
 import importlib.util
-import io
 import os
 import pickle
 import re
@@ -19,26 +17,10 @@ from handbackprop.data.cifar_format import (
     read_cifar_tarball, safe_loads)
 from handbackprop.data.synthetic import CLASSES
 
+from faults import tar_members as _members, write_tarball as _write_tarball
+
 SHARED_BUILDER = (Path(__file__).resolve().parents[1].parent
                   / "shared" / "datasets" / "build_cifar10_tarball.py")
-
-
-def _members(path):
-    """All members of a .tar.gz as {name: bytes}, in archive order."""
-    with tarfile.open(path, "r:gz") as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar}
-
-
-def _write_tarball(path, members):
-    """Write {name: bytes} as a .tar.gz."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    path.write_bytes(gzip.compress(raw.getvalue(), compresslevel=1))  # speed over size
-    return path
 
 
 def _tampered(src, dst, member, edit=None, drop=False):
