@@ -136,3 +136,24 @@ def test_divergence_record_is_json_safe_and_pickles():
     assert d["l2_factor"] == pytest.approx(1.2) and d["message"] == str(err)
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) and again.to_dict() == err.to_dict()
+
+
+def test_a_confidently_wrong_float32_network_reports_its_true_loss():
+    """A float32 probability underflows to 0 below ~1e-45: the loss must come from the scores'
+    log-softmax (as torch's cross_entropy in float64 computes it), not from clamped probabilities."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    net = build_network(3072, [], 10, 0.0, "float32", 0)
+    net.params["W1"] *= 2000  # scores of thousands: the wrong classes' probabilities underflow
+    X = rng.normal(size=(50, 3072)).astype(np.float32)
+    y = rng.integers(0, 10, 50)
+    scores, _ = net.forward(X)
+    want = float(torch.nn.functional.cross_entropy(torch.tensor(scores, dtype=torch.float64),
+                                                   torch.tensor(y)))
+    assert (net.predict_proba(X)[np.arange(50), y] == 0).any()  # the case that used to clamp
+    assert net.evaluate(X, y, 0.0)["loss"] == pytest.approx(want, rel=1e-12)
+    # and an ensemble of the network with itself is the network, loss included
+    ens, pred = ensemble_metrics([net, net], X, y, 0.0)
+    assert ens["loss"] == pytest.approx(want, rel=1e-12)
+    assert (pred == net.predict_log_proba(X).argmax(axis=1)).all()

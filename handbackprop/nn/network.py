@@ -168,10 +168,25 @@ class Network:
             out[start:start + batch] = scores
         return out
 
+    def predict_log_proba(self, X, batch: int = 5000) -> np.ndarray:
+        """Log-softmax (N, K) in float64, in chunks, straight from the scores.
+
+        Not log(predict_proba): a float32 probability underflows to 0 below ~1e-45, so a
+        confidently wrong network's loss taken from its probabilities would be clamped (a
+        real-data trajectory gate caught 216 against the true 100)."""
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=np.float64)
+        for start in range(0, X.shape[0], batch):
+            xb = np.asarray(X[start:start + batch], dtype=self.dtype)
+            scores, _ = self.forward(xb)
+            s = scores.astype(np.float64)  # (B, K)
+            s -= s.max(axis=1, keepdims=True)
+            s -= np.log(np.exp(s).sum(axis=1, keepdims=True))
+            out[start:start + batch] = s
+        return out
+
     def evaluate(self, X, y, lam: float, batch: int = 5000) -> dict[str, float]:
-        """loss, reg, cost and accuracy on a whole split."""
-        probs = self.predict_proba(X, batch)
-        return metrics_from_probs(probs, y, self.regulariser(lam))
+        """loss, reg, cost and accuracy on a whole split (loss from log-probabilities)."""
+        return metrics_from_log_probs(self.predict_log_proba(X, batch), y, self.regulariser(lam))
 
     def regulariser(self, lam: float) -> float:
         return layers.l2_penalty([self.params[k] for k in self.weight_names()], lam)
@@ -292,6 +307,14 @@ def network_from_arrays(arrays: dict[str, np.ndarray], dropout: float = 0.0,
     sizes = [arrays["W1"].shape[0]] + [arrays[f"W{i}"].shape[1] for i in range(1, n_layers + 1)]
     net = Network(sizes, dropout=dropout, dtype=np.dtype(dtype), batch_norm="gamma1" in arrays)
     return net.load_arrays(arrays)
+
+
+def metrics_from_log_probs(log_probs, y, reg: float) -> dict[str, float]:
+    """Loss, cost and accuracy from class log-probabilities (N, K)."""
+    y = np.asarray(y)
+    loss = float(-log_probs[np.arange(len(y)), y].mean())
+    acc = float((log_probs.argmax(axis=1) == y).mean())
+    return {"loss": loss, "reg": reg, "cost": loss + reg, "accuracy": acc}
 
 
 def metrics_from_probs(probs, y, reg: float) -> dict[str, float]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import augment, memory, optim, schedule
-from .network import Network, metrics_from_probs
+from .network import Network, metrics_from_log_probs
 
 
 # An SGD step multiplies each weight matrix by (1 - 2*lam*eta) before the loss gradient acts.
@@ -196,10 +196,12 @@ def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=pr
 
 
 def ensemble_metrics(nets: list[Network], X, y, lam: float) -> tuple[dict, np.ndarray]:
-    """Metrics of the average softmax over one or more networks, and their predictions."""
-    probs = nets[0].predict_proba(X)
-    for other in nets[1:]:
-        probs = probs + other.predict_proba(X)
-    probs /= len(nets)
+    """Metrics of the average softmax over one or more networks, and their predictions.
+
+    The average is taken of probabilities, in log space (log mean_k p_k = logsumexp_k log p_k
+    - log K), so a member that rules a class out does not underflow the ensemble's loss."""
+    log_probs = np.stack([n.predict_log_proba(X) for n in nets])  # (M, N, K)
+    top = log_probs.max(axis=0)
+    mean_log = top + np.log(np.exp(log_probs - top).mean(axis=0))  # (N, K)
     reg = nets[0].regulariser(lam) if len(nets) == 1 else float("nan")
-    return metrics_from_probs(probs, y, reg), probs.argmax(axis=1)
+    return metrics_from_log_probs(mean_log, y, reg), mean_log.argmax(axis=1)
