@@ -62,7 +62,8 @@ K = 10
 BATCH = 100
 LAM = 1e-3
 ETA = 1e-3  # fixed and small: the rows time steps, they need not learn
-MODELS = {"linear": [], "m=50": [50], "m=500": [500]}
+MODELS = {"linear": [], "m=50": [50], "m=500": [500], "3-layer BN": [50, 50]}
+BATCH_NORM = {"3-layer BN"}  # batch norm after each hidden affine layer (torch: nn.BatchNorm1d)
 DTYPES = ("float32", "float64")
 THREADS = (1, 2)
 ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
@@ -111,9 +112,9 @@ def epoch_batches(n: int, seed: int) -> list[np.ndarray]:
 class Ours:
     name = "ours"
 
-    def __init__(self, hidden, dtype, X, y):
+    def __init__(self, hidden, dtype, X, y, batch_norm=False):
         memory.reuse_freed_memory()  # as train() does (it applies to the torch variants too)
-        self.net = build_network(D, hidden, dtype=dtype, seed=0)
+        self.net = build_network(D, hidden, dtype=dtype, seed=0, batch_norm=batch_norm)
         self.opt = optim.SGD(self.net.params)
         self.X, self.y = X, y
 
@@ -211,7 +212,7 @@ def bench_row(model, dtype, threads, X, y, batches, repeats, variants):
     load_start = os.getloadavg()[0]
     torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):
-        ours = Ours(hidden, dtype, X, y)
+        ours = Ours(hidden, dtype, X, y, batch_norm=model in BATCH_NORM)
         init = {k: v.astype(np.float64) for k, v in ours.net.params.items()}
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
         idx_t = [torch.from_numpy(idx) for idx in batches]

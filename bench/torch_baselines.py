@@ -48,15 +48,26 @@ class TorchVariant:
 
 
 def _sequential(init: dict[str, np.ndarray], n_layers: int, tdtype) -> torch.nn.Sequential:
-    """nn.Linear/ReLU stack holding our weights transposed to torch's (out, in) layout."""
+    """nn.Linear/ReLU stack holding our weights transposed to torch's (out, in) layout; with
+    batch norm (gamma1 in `init`) each hidden Linear has no bias and is followed by a
+    BatchNorm1d holding our γ, β (eps 1e-5, momentum 0.1, as ours)."""
+    batch_norm = "gamma1" in init
     mods = []
     for i in range(1, n_layers + 1):
         W = init[f"W{i}"]  # (D_in, D_out)
-        lin = torch.nn.Linear(W.shape[0], W.shape[1], dtype=tdtype)
+        hidden_bn = batch_norm and i < n_layers
+        lin = torch.nn.Linear(W.shape[0], W.shape[1], bias=not hidden_bn, dtype=tdtype)
         with torch.no_grad():
             lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))  # (D_out, D_in)
-            lin.bias.copy_(torch.from_numpy(init[f"b{i}"]))
+            if not hidden_bn:
+                lin.bias.copy_(torch.from_numpy(init[f"b{i}"]))
         mods.append(lin)
+        if hidden_bn:
+            bn = torch.nn.BatchNorm1d(W.shape[1], eps=1e-5, momentum=0.1, dtype=tdtype)
+            with torch.no_grad():
+                bn.weight.copy_(torch.from_numpy(init[f"gamma{i}"]))
+                bn.bias.copy_(torch.from_numpy(init[f"beta{i}"]))
+            mods.append(bn)
         if i < n_layers:
             mods.append(torch.nn.ReLU())
     return torch.nn.Sequential(*mods)
@@ -66,11 +77,19 @@ def _linears(model) -> list[torch.nn.Linear]:
     return [m for m in model if isinstance(m, torch.nn.Linear)]
 
 
+def _norms(model) -> list[torch.nn.BatchNorm1d]:
+    return [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
+
+
 def _params_ours(model) -> dict[str, np.ndarray]:
     out = {}
     for i, lin in enumerate(_linears(model), start=1):
         out[f"W{i}"] = lin.weight.detach().numpy().T.copy()
-        out[f"b{i}"] = lin.bias.detach().numpy().copy()
+        if lin.bias is not None:
+            out[f"b{i}"] = lin.bias.detach().numpy().copy()
+    for i, bn in enumerate(_norms(model), start=1):
+        out[f"gamma{i}"] = bn.weight.detach().numpy().copy()
+        out[f"beta{i}"] = bn.bias.detach().numpy().copy()
     return out
 
 
@@ -83,11 +102,15 @@ def make_variant(name: str, init: dict[str, np.ndarray], n_layers: int, dtype: s
     if Xt.dtype != tdtype:
         raise ValueError(f"data is {Xt.dtype}, variant needs {tdtype}: cast the data once beforehand")
     if name == "inout-manual":
+        if "gamma1" in init:
+            raise VariantUnavailable("inout-manual: written for plain ReLU stacks, not batch norm")
         return _inout_manual(init, n_layers, tdtype, Xt, yt, lam, eta)
 
     model = _sequential(init, n_layers, tdtype)
     weights = [lin.weight for lin in _linears(model)]
-    biases = [lin.bias for lin in _linears(model)]
+    # no weight decay: biases, and batch norm's γ and β (our L2 is on the weight matrices only)
+    biases = [lin.bias for lin in _linears(model) if lin.bias is not None]
+    biases += [p for bn in _norms(model) for p in (bn.weight, bn.bias)]
     l2_in_graph = name == "l2-in-graph"
     if l2_in_graph:
         opt = torch.optim.SGD(model.parameters(), lr=eta)

@@ -82,3 +82,25 @@ def test_bench_baselines_agree_with_our_first_step(dtype, monkeypatch):
     with pytest.raises(RuntimeError, match="first"):
         bench_epoch.check_agreement("m=20", dtype, "weight-decay", init, first,
                                     wrong.first_step(torch.from_numpy(batches[0])))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bench_batch_norm_baselines_agree_with_our_first_step(dtype, monkeypatch):
+    """The 3-layer batch-norm row: torch's nn.BatchNorm1d stack computes our first cost and
+    update (W, γ, β), and the hand-written (in, out) loop says it does not apply."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_epoch
+    import torch_baselines
+    X = RNG.normal(size=(300, 3072)).astype(dtype)
+    y = RNG.integers(0, 10, 300)
+    batches = bench_epoch.epoch_batches(300, 0)
+    ours = bench_epoch.Ours([20, 20], dtype, X, y, batch_norm=True)
+    init = {k: v.astype(np.float64) for k, v in ours.net.params.items()}
+    assert {"gamma1", "beta2"} <= set(init)
+    first = ours.first_step(batches[0])
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for name in ("l2-in-graph", "weight-decay", "weight-decay-fused"):
+        v = torch_baselines.make_variant(name, ours.net.params, 3, dtype, Xt, yt, bench_epoch.LAM, bench_epoch.ETA)
+        bench_epoch.check_agreement("bn", dtype, name, init, first, v.first_step(torch.from_numpy(batches[0])))
+    with pytest.raises(torch_baselines.VariantUnavailable, match="batch norm"):
+        torch_baselines.make_variant("inout-manual", ours.net.params, 3, dtype, Xt, yt, bench_epoch.LAM, bench_epoch.ETA)
