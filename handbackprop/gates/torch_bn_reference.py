@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .torch_reference import _as_tensor, replay_batches
+from .torch_reference import _as_tensor, replay_batches, torch_optimizer
 
 F = torch.nn.functional
 
@@ -107,17 +107,7 @@ def torch_bn_trajectory(params_np, state_np, X, y, X_eval, *, lam, seed, batch_s
     """
     net = TorchBNNet(params_np, state_np, bn_momentum, eps)
     plist = list(net.parameters())
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(plist, lr=eta_min)
-    elif optimizer == "nesterov":
-        opt = torch.optim.SGD(plist, lr=eta_min, momentum=momentum, nesterov=True)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(plist, lr=eta_min)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
-    sched = torch.optim.lr_scheduler.CyclicLR(
-        opt, base_lr=eta_min, max_lr=eta_max, step_size_up=n_s, mode="triangular",
-        cycle_momentum=False)
+    opt, sched = torch_optimizer(plist, optimizer, eta_min, eta_max, n_s, momentum)
     Xt = _as_tensor(X)
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     costs, etas = [], []

@@ -56,11 +56,10 @@ def replay_batches(seed: int, n: int, batch_size: int, steps: int) -> list[np.nd
     return out[:steps]
 
 
-def torch_trajectory(params_np, X, y, *, lam, seed, batch_size, n_s, eta_min, eta_max, steps,
-                     optimizer="sgd", momentum=0.9):
-    """Train with torch.optim and torch's own CyclicLR; return per-step costs and final weights."""
-    params = {k: _as_tensor(v, grad=True) for k, v in params_np.items()}
-    plist = list(params.values())
+def torch_optimizer(plist, optimizer: str, eta_min: float, eta_max: float, n_s: int,
+                    momentum: float = 0.9):
+    """torch.optim's own optimizer and CyclicLR (triangular, from eta_min) for our `optimizer`
+    name: what every torch reference trajectory trains with."""
     if optimizer == "sgd":
         opt = torch.optim.SGD(plist, lr=eta_min)
     elif optimizer == "nesterov":
@@ -72,6 +71,15 @@ def torch_trajectory(params_np, X, y, *, lam, seed, batch_size, n_s, eta_min, et
     sched = torch.optim.lr_scheduler.CyclicLR(
         opt, base_lr=eta_min, max_lr=eta_max, step_size_up=n_s, mode="triangular",
         cycle_momentum=False)
+    return opt, sched
+
+
+def torch_trajectory(params_np, X, y, *, lam, seed, batch_size, n_s, eta_min, eta_max, steps,
+                     optimizer="sgd", momentum=0.9):
+    """Train with torch.optim and torch's own CyclicLR; return per-step costs and final weights."""
+    params = {k: _as_tensor(v, grad=True) for k, v in params_np.items()}
+    plist = list(params.values())
+    opt, sched = torch_optimizer(plist, optimizer, eta_min, eta_max, n_s, momentum)
     Xt = _as_tensor(X)
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     costs, etas = [], []

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..nn import augment
-from .torch_reference import replay_batches, torch_cost
+from .torch_reference import replay_batches, torch_cost, torch_optimizer
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 SIDE, CHANNELS = 32, 3
@@ -70,17 +70,7 @@ def torch_replay_trajectory(params_np, X, y, *, lam, seed, batch_size, n_s, eta_
     n_layers = len(params) // 2
     hidden = [params[f"W{i}"].shape[1] for i in range(1, n_layers)]
     plist = list(params.values())
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(plist, lr=eta_min)
-    elif optimizer == "nesterov":
-        opt = torch.optim.SGD(plist, lr=eta_min, momentum=momentum, nesterov=True)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(plist, lr=eta_min)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
-    sched = torch.optim.lr_scheduler.CyclicLR(
-        opt, base_lr=eta_min, max_lr=eta_max, step_size_up=n_s, mode="triangular",
-        cycle_momentum=False)
+    opt, sched = torch_optimizer(plist, optimizer, eta_min, eta_max, n_s, momentum)
     _, drop_rng, aug_rng = replay_streams(seed)
     # float64 -> dtype rounds to nearest in both libraries, so both sides see the same images
     Xt = torch.tensor(np.asarray(X), dtype=tdt)
