@@ -113,7 +113,7 @@ def test_init_variants_cross_sigma_with_batch_norm_on_and_off(quick):
 
 
 def test_ablation_switches_each_improvement_off_then_all(quick):
-    v = plan.ablation_variants(quick)
+    v = plan.ablation_variants(quick, {"dropout": 0.3})  # a recipe with every improvement
     assert v["no_dropout"] == {"dropout": 0.0}
     assert v["no_augmentation"] == {"flip": False, "max_shift": 0}
     assert v["no_momentum"] == {"optimizer": "sgd"}

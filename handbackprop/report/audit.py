@@ -30,6 +30,7 @@ KINDS = {  # kind: (folder prefix, split)
     "search": (("search",), "search"),
     "final": (("final",), "final"),
     "ablation": (("bonus", "ablation"), "final"),
+    "recipe": (("bonus", "recipe"), "search"),
     "aug": (("bonus", "aug_vs_lambda"), "search"),
     "init": (("bonus", "init_sensitivity"), "final"),
 }

@@ -319,6 +319,9 @@ def _minmax(a):
 def collect_bonus(R: Path, config: dict) -> dict:
     bonus = config.get("bonus") or {}
     out = {}
+    if bonus.get("recipe") and (R / "bonus" / "recipe.json").exists():
+        out["recipe"] = {**read_json(R / "bonus" / "recipe.json"), "settings": bonus["recipe"],
+                         "model": (bonus.get("ablation") or {}).get("model")}
     if bonus.get("ablation") and (R / "bonus" / "ablation.json").exists():
         out["ablation"] = {**read_json(R / "bonus" / "ablation.json"), "settings": bonus["ablation"]}
     if bonus.get("aug_vs_lambda") and (R / "bonus" / "aug_vs_lambda.json").exists():

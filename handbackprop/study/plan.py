@@ -12,6 +12,8 @@ from . import grids
 
 TRAIN_KEYS = {"batch_size", "eta_min", "eta_max", "n_s", "points_per_cycle", "train_eval_size",
               "divergence_factor", "optimizer", "momentum", "flip", "max_shift"}
+# Model-entry keys a recipe candidate may change besides the training keys.
+RECIPE_KEYS = {"hidden", "dropout", "n_s_epochs", "batch_norm", "init"}
 CIFAR_TRAIN_IMAGES = 50_000  # the official training batches; the test batch is never split
 N_CLASSES = 10
 
@@ -68,25 +70,57 @@ def search_settings(config: dict, model: str) -> dict:
     }
 
 
-def ablation_variants(config: dict) -> dict[str, dict]:
+# Each improvement of the bonus recipe and the setting that switches it off.
+ABLATION_SWITCHES = {
+    "no_width": {"hidden": [50]},
+    "no_dropout": {"dropout": 0.0},
+    "no_augmentation": {"flip": False, "max_shift": 0},
+    "no_momentum": {"optimizer": "sgd"},
+}
+
+
+def _improvements_on(spec: dict) -> list[str]:
+    """The ablation switches that change `spec` (an improvement it does not use is not ablated)."""
+    on = {
+        "no_width": max(spec.get("hidden") or [0]) > 50,
+        "no_dropout": spec.get("dropout", 0.0) > 0,
+        "no_augmentation": bool(spec.get("flip") or spec.get("max_shift")),
+        "no_momentum": spec.get("optimizer", "sgd") != "sgd",
+    }
+    return [name for name in ABLATION_SWITCHES if on[name]]
+
+
+def ablation_variants(config: dict, recipe: dict | None = None) -> dict[str, dict]:
     """Each improvement of the ablated model switched off in turn, and all off together;
-    'all' (every improvement on) is the model's final runs themselves."""
+    'all' (every improvement on) is the model's final runs themselves. `recipe`: the overrides
+    the recipe search chose (bonus.recipe), applied before the switches; without it, the
+    model's configured entry."""
     abl = config.get("bonus", {}).get("ablation")
-    m = config["models"][abl["model"]] if abl else {}
-    variants = {}
-    if max(m.get("hidden") or [0]) > 50:
-        variants["no_width"] = {"hidden": [50]}
-    if m.get("dropout", 0.0) > 0:
-        variants["no_dropout"] = {"dropout": 0.0}
-    if m.get("flip") or m.get("max_shift"):
-        variants["no_augmentation"] = {"flip": False, "max_shift": 0}
-    if m.get("optimizer", "sgd") != "sgd":
-        variants["no_momentum"] = {"optimizer": "sgd"}
+    if not abl:
+        return {}
+    spec = {**config["models"][abl["model"]], **(recipe or {})}
+    variants = {name: dict(ABLATION_SWITCHES[name]) for name in _improvements_on(spec)}
     all_off = {}
     for v in variants.values():
         all_off.update(v)
     variants["all_off"] = all_off
     return variants
+
+
+def recipe_candidates(config: dict) -> dict[str, dict]:
+    """{candidate: overrides on the recipe model's entry} screened by the recipe search;
+    'configured' is the entry itself, always a candidate."""
+    rec = config.get("bonus", {}).get("recipe")
+    if not rec:
+        return {}
+    return {"configured": {}, **{k: dict(v) for k, v in rec["candidates"].items()}}
+
+
+def recipe_model(config: dict) -> str | None:
+    """The model whose recipe is chosen by the recipe search (the ablated model)."""
+    rec = config.get("bonus", {}).get("recipe")
+    abl = config.get("bonus", {}).get("ablation")
+    return (abl or {}).get("model") if rec else None
 
 
 def lam_model(config: dict, model: str) -> str:
@@ -171,6 +205,10 @@ def training_uses(config: dict) -> list[tuple[str, str, dict]]:
         m = bonus["ablation"]["model"]
         uses += [(f"bonus.ablation ({v})", "final", model_spec(config, m, **o))
                  for v, o in ablation_variants(config).items()]
+    if bonus.get("recipe"):
+        m = recipe_model(config)
+        uses += [(f"bonus.recipe ({c})", "search", model_spec(config, m, **o))
+                 for c, o in recipe_candidates(config).items()]
     if bonus.get("aug_vs_lambda"):
         uses.append(("bonus.aug_vs_lambda", "search", aug_spec(config, "aug")))
     if bonus.get("init_sensitivity"):
@@ -182,7 +220,7 @@ def training_uses(config: dict) -> list[tuple[str, str, dict]]:
 
 def _model_of(where: str, config: dict) -> str:
     """The model a training use trains (for naming the key at fault)."""
-    if where.startswith("bonus.ablation"):
+    if where.startswith("bonus.ablation") or where.startswith("bonus.recipe"):
         return config["bonus"]["ablation"]["model"]
     if where.startswith("bonus.aug_vs_lambda"):
         return config["bonus"]["aug_vs_lambda"]["model"]
@@ -231,6 +269,19 @@ def validate(config: dict) -> None:
                           "the experiment trains at the model's final λ (add it to final.models)")
     if bonus.get("init_sensitivity") and not models[bonus["init_sensitivity"]["model"]]["hidden"]:
         raise ConfigError("bonus.init_sensitivity.model", "batch norm needs a hidden layer")
+    if bonus.get("recipe"):
+        if not bonus.get("ablation"):
+            raise ConfigError("bonus.recipe", "the recipe search chooses the ablated model's recipe: "
+                              "set bonus.ablation too")
+        for name, over in bonus["recipe"]["candidates"].items():
+            unknown = set(over) - TRAIN_KEYS - RECIPE_KEYS
+            if unknown:
+                raise ConfigError(f"bonus.recipe.candidates.{name}",
+                                  f"unknown setting(s) {sorted(unknown)}; a candidate may set "
+                                  f"{sorted(TRAIN_KEYS | RECIPE_KEYS)}")
+            if name == "configured":
+                raise ConfigError(f"bonus.recipe.candidates.{name}",
+                                  "'configured' is the model's own entry, always screened")
     if bonus.get("ablation") and bonus["ablation"]["model"] not in config["final"]["models"]:
         raise ConfigError("bonus.ablation.model",
                           "the ablated model needs its final runs (add it to final.models)")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +25,16 @@ def train_config(spec: dict, lam: float, cycles: int, seed: int, n_train: int) -
 def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
     """(k, k) counts, rows = true class, columns = predicted."""
     return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
+
+
+def with_recipe(spec: dict, recipe_path=None, switches: dict | None = None) -> dict:
+    """The spec a run trains: the configured one, then the recipe the recipe search chose (a
+    final or ablation run of the recipe model: `recipe_path` is bonus/recipe.json), then the
+    ablation's switches, which turn an improvement of that recipe off."""
+    if isinstance(recipe_path, (list, tuple)):
+        recipe_path = recipe_path[0] if recipe_path else None
+    recipe = json.loads(Path(recipe_path).read_text())["recipe"] if recipe_path else {}
+    return {**spec, **recipe, **(switches or {})}
 
 
 def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,

@@ -1,6 +1,7 @@
 """Tables that aggregate many training runs: searches, final runs, ablation, augmentation vs λ."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,64 @@ def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool
     return out
 
 
+def recipe_table(paths, candidates: dict[str, dict]) -> dict:
+    """The recipe search: one row per candidate (validation accuracy mean ± std and standard
+    error over its seeds, on the search split's validation rows) and the chosen candidate, the
+    best mean (ties: the lower mean validation cost); the candidates the seed noise cannot tell
+    apart from it are marked (replicates.SE_RULE). `recipe` holds the chosen overrides, which
+    the recipe model's final and ablation runs train with."""
+    by_cand: dict[str, list[dict]] = {}
+    for p, m in zip(paths, read_runs(paths)):
+        by_cand.setdefault(m["wildcards"]["candidate"], []).append(
+            {"lam": 0.0, "log10_lam": None, "seed": m["seed"], "diverged": bool(m.get("diverged")),
+             "run": str(Path(*Path(p).parent.parts[-2:])), "advice": (m.get("divergence") or {}).get("advice"),
+             **{k: m.get(k) for k in ROW_KEYS if k not in ("lam", "log10_lam", "seed")}})
+    missing = sorted(set(candidates) - set(by_cand))
+    if missing:
+        raise ValueError(f"recipe candidates without runs: {missing}")
+    rows = []
+    for name in candidates:
+        (row,) = replicates.lam_rows(by_cand[name])
+        row.update(candidate=name, overrides=candidates[name], lam=by_cand[name][0].get("lam"))
+        rows.append(row)
+    trained = [r for r in rows if not r["diverged"]]
+    if not trained:
+        raise ValueError("every recipe candidate diverged: " + "; ".join(
+            f"{r['candidate']}: {r.get('advice')}" for r in rows))
+    best = max(trained, key=lambda r: (r["val_accuracy"], -r["val_cost"]))
+    replicates.mark_indistinguishable(rows, best)
+    for r in rows:
+        r["chosen"] = r is best
+    band = [r["candidate"] for r in rows if r["indistinguishable"]]
+    text = "\n".join(
+        f"{r['candidate']:>20}: " + ("diverged" if r["diverged"] else
+        f"val {100 * r['val_accuracy']:.2f}%" + (f" ± {100 * r['val_accuracy_std']:.2f}"
+                                                 if r["val_accuracy_std"] is not None else "")
+        + f" over {r['n']} seed(s)") + ("  <- chosen" if r["chosen"] else
+                                          ("  (indistinguishable)" if r["indistinguishable"] else ""))
+        for r in rows)
+    return {"rows": rows, "chosen": best["candidate"], "recipe": best["overrides"],
+            "indistinguishable": band, "rule": replicates.SE_RULE.replace("λ", "candidate"), "text": text}
+
+
+def _beaten_by(rows: list[dict], reference: str = "all") -> list[dict]:
+    """The ablation variants whose mean test accuracy beats `reference`'s by more than the
+    standard error of the difference (seed noise): the chosen recipe must not lose to any."""
+    ref = next((r for r in rows if r["variant"] == reference), None)
+    if ref is None:
+        return []
+    out = []
+    for r in rows:
+        if r["variant"] in (reference, f"{reference} + ensemble"):
+            continue
+        gap = r["test_accuracy_mean"] - ref["test_accuracy_mean"]
+        se = math.sqrt(ref["test_accuracy_std"] ** 2 / ref["seeds"] + r["test_accuracy_std"] ** 2 / r["seeds"])
+        r["gap_to_all"], r["gap_to_all_se"] = gap, se
+        if gap > se:
+            out.append({"variant": r["variant"], "gap": gap, "se": se})
+    return out
+
+
 def ablation_table(run_paths, split_dir, dtype: str) -> dict:
     runs = read_runs(run_paths)
     by_variant: dict[str, list[tuple[str, dict]]] = {}
@@ -144,9 +203,14 @@ def ablation_table(run_paths, split_dir, dtype: str) -> dict:
                          "lam": items[0][1]["lam"]})
     # No wall-clock time in the text: the same config must give the same text (timings are
     # in `seconds_mean` and in the report's provenance).
+    beaten = _beaten_by(rows)
     text = "\n".join(f"{r['variant']:>20}: {100 * r['test_accuracy_mean']:.2f}% ± "
                      f"{100 * r['test_accuracy_std']:.2f} over {r['seeds']} seed(s)" for r in rows)
-    return {"rows": rows, "text": text}
+    text += "\n" + ("the recipe ('all') is not beaten by any variant beyond the seed noise"
+                    if not beaten else "the recipe ('all') loses beyond the seed noise to " + ", ".join(
+                        f"{b['variant']} (+{100 * b['gap']:.2f} ± {100 * b['se']:.2f} points)" for b in beaten))
+    return {"rows": rows, "text": text, "beaten_by": beaten,
+            "noise_rule": "beaten: mean − mean_all > sqrt(std_all²/n_all + std²/n) (test accuracy)"}
 
 
 def aug_vs_lambda(paths, fit_points: int = 5, level: float = 0.95) -> dict:

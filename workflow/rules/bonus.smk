@@ -1,4 +1,68 @@
-# Bonus experiments: the ablation of each improvement, and augmentation against lam.
+# Bonus experiments: the recipe search that chooses the bonus model's recipe, the ablation of
+# each improvement of that recipe, augmentation against lam, and initialisation sensitivity.
+
+
+# One candidate recipe of the ablated model at that model's searched lam, on the search split
+# (its 5,000 validation rows choose; the test set is never looked at).
+use rule coarse_run as recipe_run with:
+    input:
+        split_files("search"),
+        stats=split_stats("search"),
+        gates=GATE_EVIDENCE,
+        code=code("study"),
+        lam_source=lambda w: table_path(plan.lam_model(config, ABL["model"]), "fine"),
+    output:
+        metrics=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/metrics.json",
+        history=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/history.csv",
+        weights=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/weights.npz",
+    log:
+        f"{R}/logs/bonus/recipe/{{candidate}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/bonus/recipe/{{candidate}}_seed{{seed}}.tsv"
+    priority: 5
+    resources:
+        mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
+        runtime=(
+            plan.train_runtime(config, ABL["model"], RECIPE["cycles"]) if RECIPE else 5
+        ),
+    params:
+        spec=lambda w: plan.model_spec(
+            config, ABL["model"], **plan.recipe_candidates(config)[w.candidate]
+        ),
+        lam=lambda w: final_lam(ABL["model"]),
+        cycles=RECIPE["cycles"] if RECIPE else 0,
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        evaluate_test=False,
+        record_divergence=True,  # a candidate that diverges loses; the search goes on
+        snapshots=False,
+
+
+# The recipe table; a checkpoint, because the ablation's variants depend on the chosen recipe.
+checkpoint recipe_table:
+    input:
+        runs=recipe_runs,
+        code=code("study"),
+    output:
+        json=RECIPE_JSON,
+        csv=report(
+            f"{R}/bonus/recipe.csv",
+            caption="../report/recipe.rst",
+            category="Bonus",
+        ),
+    log:
+        f"{R}/logs/bonus/recipe_table.log",
+    priority: 5
+    conda:
+        "../../envs/model.yaml"
+    threads: 1
+    resources:
+        mem_mb=300,
+        runtime=2,
+    params:
+        candidates=plan.recipe_candidates(config),
+    script:
+        "../scripts/recipe_table.py"
 
 
 use rule final_run as ablation_run with:
@@ -8,6 +72,7 @@ use rule final_run as ablation_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(ABL["model"], "fine"),
+        recipe=recipe_input(ABL["model"]) if ABL else [],
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
@@ -22,9 +87,9 @@ use rule final_run as ablation_run with:
         mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
         runtime=plan.train_runtime(config, ABL["model"], ABL["cycles"]) if ABL else 5,
     params:
-        spec=lambda w: plan.model_spec(
-            config, ABL["model"], **plan.ablation_variants(config)[w.variant]
-        ),
+        spec=lambda w: plan.model_spec(config, ABL["model"]),
+        # switched off after the chosen recipe is applied (train_run.py)
+        switches=lambda w: ablation_variants()[w.variant],
         lam=lambda w: final_lam(ABL["model"]),
         cycles=ABL["cycles"] if ABL else 0,
         seed=lambda w: int(w.seed),
@@ -147,6 +212,7 @@ use rule ablation_run as init_run with:
         dtype=config["dtype"],
         evaluate_test=True,
         record_divergence=True,  # a σ that does not train is this experiment's result
+        switches={},
 
 
 rule init_table:

@@ -24,6 +24,8 @@ THREADS = config["threads"]
 FINAL = config["final"]
 BONUS = config.get("bonus", {})
 ABL = BONUS.get("ablation")
+RECIPE = BONUS.get("recipe")
+RECIPE_JSON = f"{R}/bonus/recipe.json"
 INIT = BONUS.get("init_sensitivity")
 AVL = BONUS.get("aug_vs_lambda")
 SYNTH = config["data"]["synthetic"]
@@ -137,11 +139,42 @@ def final_runs(model, name="metrics.json"):
     return [f"{R}/final/{model}/seed{s}/{name}" for s in FINAL["seeds"]]
 
 
+# The recipe search (bonus.recipe): each candidate recipe of the ablated model at its searched
+# lam, on the search split; its table (a checkpoint) chooses the recipe the model's final runs
+# and its ablation train with.
+def recipe_runs(wildcards=None):
+    if not RECIPE:
+        return []
+    checkpoints.search_table.get(model=plan.lam_model(config, ABL["model"]), stage="fine")
+    return [
+        f"{R}/bonus/recipe/{c}/seed{s}/metrics.json"
+        for c in plan.recipe_candidates(config)
+        for s in RECIPE["seeds"]
+    ]
+
+
+def recipe_input(model):
+    """The chosen recipe, an input of the recipe model's final runs (none for other models)."""
+    return [RECIPE_JSON] if RECIPE and model == plan.recipe_model(config) else []
+
+
+def chosen_recipe():
+    """The overrides the recipe table chose ({} without a recipe search)."""
+    if not RECIPE:
+        return {}
+    path = checkpoints.recipe_table.get().output.json
+    return json.loads(Path(path).read_text())["recipe"]
+
+
+def ablation_variants():
+    return plan.ablation_variants(config, chosen_recipe())
+
+
 def ablation_runs(wildcards=None):
     runs = final_runs(ABL["model"])
     runs += [
         f"{R}/bonus/ablation/{v}/seed{s}/metrics.json"
-        for v in plan.ablation_variants(config)
+        for v in ablation_variants()
         for s in ABL["seeds"]
     ]
     return runs
@@ -180,7 +213,7 @@ def main_results(wildcards=None):
 
 
 def bonus_targets():
-    out = []
+    out = [RECIPE_JSON] if RECIPE else []
     if ABL:
         out.append(f"{R}/bonus/ablation.json")
     if AVL:
@@ -199,6 +232,7 @@ def training_runs(wildcards=None):
         for r in search_runs(m, stage)
     ]
     runs += [r for m in FINAL["models"] for r in final_runs(m)]
+    runs += recipe_runs()
     if ABL:
         runs += [r for r in ablation_runs() if r not in runs]
     return runs + aug_lambda_runs() + init_runs()
@@ -213,6 +247,7 @@ TRAINING_RULES = [
     "coarse_run",
     "fine_run",
     "final_run",
+    "recipe_run",
     "ablation_run",
     "aug_lambda_run",
     "init_run",
@@ -262,6 +297,7 @@ def all_targets(wildcards=None):
         for st in ("coarse", "fine")
     ]
     groups += [lambda m=m: final_runs(m) for m in FINAL["models"]]
+    groups += [recipe_runs]
     groups += [ablation_runs] if ABL else []
     groups += [aug_lambda_runs, init_runs]
     out = [f"{R}/report/report.html", f"{R}/report/report.md"]

@@ -35,6 +35,7 @@ rule coarse_run:
         evaluate_test=False,
         record_divergence=True,  # a diverged λ is a search result, not a failure
         snapshots=False,  # cycle-end weights are kept by final runs only
+        switches={},  # ablation switches, applied after a chosen recipe (bonus.smk)
     script:
         "../scripts/train_run.py"
 

@@ -17,8 +17,9 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
 
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
+    spec = runs.with_recipe(sm.params.spec, sm.input.get("recipe") or None, sm.params.switches)
     net, result, metrics = runs.run(
-        Path(sm.input.stats).parent, sm.params.spec, float(sm.params.lam), sm.params.cycles,
+        Path(sm.input.stats).parent, spec, float(sm.params.lam), sm.params.cycles,
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
         record_divergence=sm.params.record_divergence, snapshots=sm.params.snapshots, log=print)
     if code_hash() != verified_hash:
