@@ -19,7 +19,7 @@ use rule coarse_run as recipe_run with:
         f"{R}/logs/bonus/recipe/{{candidate}}_seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/bonus/recipe/{{candidate}}_seed{{seed}}.tsv"
-    priority: 5
+    priority: 10  # on the path to the bonus model's final runs
     resources:
         mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
         runtime=(
@@ -52,7 +52,7 @@ checkpoint recipe_table:
         ),
     log:
         f"{R}/logs/bonus/recipe_table.log",
-    priority: 5
+    priority: 10
     conda:
         "../../envs/model.yaml"
     threads: 1
