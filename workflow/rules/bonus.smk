@@ -8,6 +8,7 @@ use rule final_run as ablation_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(ABL["model"], "fine"),
+        eta=lambda w: range_json("ablation"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
@@ -32,6 +33,7 @@ use rule final_run as ablation_run with:
         evaluate_test=True,
         record_divergence=False,
         snapshots=False,
+        eta_source=lambda w: plan.eta_source(config, ABL["model"]),
 
 
 rule ablation_table:
@@ -67,6 +69,7 @@ use rule coarse_run as aug_lambda_run with:
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
         code=code("study"),
+        eta=lambda w: range_json("aug_vs_lambda"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
@@ -90,6 +93,7 @@ use rule coarse_run as aug_lambda_run with:
         dtype=config["dtype"],
         evaluate_test=False,
         record_divergence=True,
+        eta_source=lambda w: plan.eta_source(config, AVL["model"]),
 
 
 rule aug_vs_lambda:
@@ -125,6 +129,7 @@ use rule ablation_run as init_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(plan.lam_model(config, INIT["model"]), "fine"),
+        eta=lambda w: range_json("init_sensitivity"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/metrics.json",
@@ -147,6 +152,7 @@ use rule ablation_run as init_run with:
         dtype=config["dtype"],
         evaluate_test=True,
         record_divergence=True,  # a σ that does not train is this experiment's result
+        eta_source=lambda w: plan.eta_source(config, INIT["model"]),
 
 
 rule init_table:

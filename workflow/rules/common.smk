@@ -130,6 +130,17 @@ def final_lam(model):
     )["final_lam"]
 
 
+# ------------------------------------------------------------------ learning-rate range tests
+def range_json(name):
+    """The range-test JSON a training job of model (or bonus experiment) `name` reads its η
+    from: the model's own, or the experiment's model's (plan.range_model)."""
+    return f"{R}/lr_range/{plan.range_model(config, name)}.json"
+
+
+def range_targets():
+    return [f"{R}/lr_range/{m}.json" for m in plan.range_models(config)]
+
+
 # --------------------------------------------------------------------- final and bonus
 def final_runs(model, name="metrics.json"):
     """Every seed's file of one model's final runs, once its fine table has chosen lam."""
@@ -264,7 +275,7 @@ def all_targets(wildcards=None):
     groups += [lambda m=m: final_runs(m) for m in FINAL["models"]]
     groups += [ablation_runs] if ABL else []
     groups += [aug_lambda_runs, init_runs]
-    out = [f"{R}/report/report.html", f"{R}/report/report.md"]
+    out = [f"{R}/report/report.html", f"{R}/report/report.md", *range_targets()]
     for group in groups:
         try:
             runs = group()
