@@ -317,7 +317,8 @@ def validate_lr_range(config: dict) -> None:
             return f"lr_range.per_model.{m}.{k}" if k in lr.get("per_model", {}).get(m, {}) else f"lr_range.{k}"
 
         if not 0 < s["eta_low"] < s["eta_high"]:
-            bad = "eta_low" if s["eta_low"] <= 0 or "eta_low" in lr.get("per_model", {}).get(m, {}) else "eta_high"
+            own = lr.get("per_model", {}).get(m, {})
+            bad = "eta_high" if "eta_high" in own and "eta_low" not in own else "eta_low"
             raise ConfigError(key(bad), f"need 0 < eta_low < eta_high; got eta_low {s['eta_low']:g}, "
                                         f"eta_high {s['eta_high']:g} ({m})")
         for k in ("max_fraction", "min_fraction"):
