@@ -296,6 +296,12 @@ def range_settings(config: dict, model: str) -> dict:
     return {**{k: lr[k] for k in RANGE_KEYS}, **lr.get("per_model", {}).get(model, {})}
 
 
+def range_spec(config: dict, model: str) -> dict:
+    """The model's spec as its range test uses it: without eta_min/eta_max, which the test
+    replaces (so changing them does not rerun the test)."""
+    return {k: v for k, v in model_spec(config, model).items() if k not in ("eta_min", "eta_max")}
+
+
 def range_steps(settings: dict, n_train: int, batch_size: int) -> int:
     """Update steps of a range test: `epochs` passes, the last batch of each possibly short."""
     return int(settings["epochs"]) * -(-int(n_train) // int(batch_size))

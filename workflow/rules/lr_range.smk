@@ -29,7 +29,7 @@ rule lr_range:
         mem_mb=lambda w: plan.train_mem_mb(config, w.model),
         runtime=lambda w: plan.train_runtime(config, w.model, 1),
     params:
-        spec=lambda w: plan.model_spec(config, w.model),
+        spec=lambda w: plan.range_spec(config, w.model),
         settings=lambda w: plan.range_settings(config, w.model),
         dtype=config["dtype"],
     script:
