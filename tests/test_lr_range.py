@@ -198,6 +198,18 @@ def test_a_tiny_range_test_records_a_rising_eta_and_stops_once_the_loss_diverges
     assert csv_rows[0].split(",") == list(lr_range.CURVE_COLUMNS) and len(csv_rows) == len(recs) + 1
 
 
+def test_a_range_test_that_never_diverges_runs_to_its_last_step():
+    X, y = blobs(400, seed=3)
+    spec = {"hidden": [8], "batch_size": 50, "divergence_factor": 1e6, "eta_min": 1e-5, "eta_max": 0.1}
+    settings = {**SETTINGS, "eta_high": 0.05, "record_every": 5}
+    out = lr_range.range_test(build_network(20, [8], 10, 0.0, "float32", 1), X[:300], y[:300], X[300:], y[300:],
+                              spec, settings, log=lambda *a: None)
+    steps = plan.range_steps(settings, 300, 50)  # 3 epochs of 6 batches
+    assert not out["stopped_early"] and out["stop"] is None and out["steps_done"] == steps == 18
+    assert [r["step"] for r in out["records"]] == [4, 9, 14, 17]  # every 5 steps, and the last
+    assert out["records"][-1]["eta"] == pytest.approx(0.05)
+
+
 def test_the_same_settings_give_the_same_curve():
     X, y = blobs(400, seed=2)
     spec = {"hidden": [8], "batch_size": 50, "divergence_factor": 1e6, "eta_min": 1e-5, "eta_max": 0.1}

@@ -135,8 +135,9 @@ def range_test(net, X_train, y_train, X_val, y_val, spec: dict, settings: dict, 
             raise _Diverged
 
     t0 = time.perf_counter()
+    # (the loop evaluates once more after its last step, at step `steps`: it keeps the last η)
     try:
-        train(net, X_train, y_train, None, None, cfg, log=lambda *a: None, eta_at=lambda i: etas[i],
+        train(net, X_train, y_train, None, None, cfg, log=lambda *a: None, eta_at=lambda i: etas[min(i, steps - 1)],
               on_step=on_step)
     except _Diverged:
         log(f"stopped at step {state['stop']['step']}: {state['stop']['reason']}")
