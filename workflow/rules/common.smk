@@ -249,6 +249,7 @@ def benchmark_files(wildcards):
     `benchmark:` path (so leftovers of other configs are never read)."""
     out = [str(getattr(rules, r).benchmark) for r in SINGLE_JOB_RULES]
     out += expand(str(rules.preprocess.benchmark), split=["search", "final"])
+    out += expand(str(rules.lr_range.benchmark), model=plan.range_models(config))
     for run in training_runs(wildcards):
         for name in TRAINING_RULES:
             made_by = getattr(rules, name)
