@@ -697,3 +697,34 @@ def test_report_renders_in_headless_chromium(quick_results, tmp_path):
               or e["method"] == "Runtime.exceptionThrown"
               or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
     assert not errors, errors
+
+
+def test_lr_range_section_table_and_curves(quick_results, sec, md, run_config, drawn):
+    from handbackprop.report.collect import collect_lr_range
+    from handbackprop.study import plan
+
+    s = sec["lr_range"]
+    assert "## Learning-rate range tests" in md
+    tests = collect_lr_range(quick_results, run_config)
+    assert [t["model"] for t in tests] == plan.range_models(run_config)
+    for t in tests:
+        rt = read(quick_results / "lr_range" / f"{t['model']}.json")
+        b = rt["bounds"]
+        spec = plan.model_spec(run_config, t["model"])
+        fixed = "eta_max" in run_config["models"][t["model"]]
+        row = (f"{t['model']} {'fixed in config' if fixed else 'range test'} {sci(b['eta_min'])} "
+               f"{sci(b['eta_max'])} {sci(b['peak_eta'])} {pct(b['peak_accuracy'])} "
+               f"{sci(spec['eta_min']) if fixed else '–'} {sci(spec['eta_max']) if fixed else '–'} "
+               f"{'yes: ' + b['edge'] + ' end of the range' if b['peak_at_edge'] else 'no'}")
+        assert row in s, row
+        assert (f"| {t['model']} | {'fixed in config' if fixed else 'range test'} | {sci(b['eta_min'])} | "
+                f"{sci(b['eta_max'])} | {sci(b['peak_eta'])} |") in md
+        figmod.lr_range(t)
+        loss_ax, acc_ax = drawn[-1].axes
+        eta = [r["eta"] for r in rt["records"]]
+        assert _close(list(acc_ax.lines[0].get_xdata()), eta)
+        assert _close(list(acc_ax.lines[0].get_ydata()), [100 * r["val_accuracy"] for r in rt["records"]])
+        assert _close(list(loss_ax.lines[1].get_ydata()), [r["loss_smoothed"] for r in rt["records"]])
+        verticals = {round(float(ln.get_xdata()[0]), 15) for ln in acc_ax.lines[2:]}
+        assert {round(b["peak_eta"], 15), round(b["eta_max"], 15), round(b["eta_min"], 15)} <= verticals
+        assert acc_ax.get_xscale() == "log"

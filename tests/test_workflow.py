@@ -1,12 +1,15 @@
 """The quick profile end to end, and rerunning exactly what a change affects (dry runs)."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import QUICK, copy_repo, planned_jobs, snakemake
+from conftest import QUICK, REPO, copy_repo, planned_jobs, snakemake
+
+REPO_CONFIG = REPO / "config.yaml"
 
 GATES = {"gate_gradcheck", "gate_overfit", "gate_trajectory"}
 
@@ -238,3 +241,58 @@ def test_rerunning_the_finals_does_not_rerun_the_bonus_experiments(quick_run):
     jobs = planned_jobs(snakemake(quick_run, "-n", "--forcerun", "final_run"))
     assert {"final_run", "final_summary", "report"} <= set(jobs)
     assert not {"aug_lambda_run", "ablation_run"} & set(jobs)
+
+
+# ----------------------------------------------------------------- learning-rate range tests
+def test_every_training_job_trains_at_its_range_tests_eta_or_the_fixed_one(quick_results):
+    cfg = yaml.safe_load((REPO_CONFIG).read_text())
+    quick = yaml.safe_load(QUICK.read_text())
+    fixed = {m for m, spec in {**cfg["models"], **quick["models"]}.items() if "eta_max" in spec}
+    assert fixed == {"bonus"}
+    ranges = {p.stem: json.loads(p.read_text()) for p in (quick_results / "lr_range").glob("*.json")}
+    assert set(ranges) == {"linear", "mlp50", "bonus", "deep3", "deep9", "deep9_nobn"}
+    for name, r in ranges.items():
+        etas = [rec["eta"] for rec in r["records"]]
+        assert etas == sorted(etas) and len(set(etas)) == len(etas)
+        assert (quick_results / "lr_range" / f"{name}.csv").exists()
+
+    def check(run_dir, range_model):
+        m = json.loads((run_dir / "metrics.json").read_text())
+        b = ranges[range_model]["bounds"]
+        tc = m["train_config"]
+        assert (m["eta"]["suggested_eta_min"], m["eta"]["suggested_eta_max"]) == (b["eta_min"], b["eta_max"])
+        if range_model in fixed:
+            assert m["eta_source"] == "config" and tc["eta_max"] == 0.02 != b["eta_max"]
+        else:
+            assert m["eta_source"] == "range_test"
+            assert (tc["eta_min"], tc["eta_max"]) == (b["eta_min"], b["eta_max"])
+        assert (m["eta"]["eta_min"], m["eta"]["eta_max"]) == (tc["eta_min"], tc["eta_max"])
+
+    for model in ("linear", "mlp50", "bonus", "deep3", "deep9"):
+        for stage in ("coarse", "fine"):
+            for run in (quick_results / "search" / model / stage).glob("lam_*/seed*"):
+                check(run, model)
+    for model in ("linear", "mlp50", "bonus", "deep3", "deep9", "deep9_nobn"):
+        check(quick_results / "final" / model / "seed1", model)  # deep9_nobn: its own test, deep9's λ
+    check(next((quick_results / "bonus" / "ablation").glob("*/seed1")), "bonus")
+    check(next((quick_results / "bonus" / "aug_vs_lambda" / "aug").glob("lam_*/seed1")), "mlp50")
+    check(next((quick_results / "bonus" / "init_sensitivity").glob("*/seed1")), "deep3")
+
+
+def planned_models(proc) -> set[str]:
+    """The `model` wildcard of every job a dry run plans."""
+    return {m.group(1) for m in re.finditer(r"wildcards: .*?\bmodel=([A-Za-z0-9_]+)", proc.stdout + proc.stderr)}
+
+
+def test_changing_one_models_range_test_reruns_its_searches_only(quick_run, tmp_path):
+    proc = snakemake(quick_run, "-n", configfiles=overlay(
+        tmp_path, {"lr_range": {"per_model": {"linear": {"epochs": 3}}}}))
+    jobs = planned_jobs(proc)
+    assert jobs["lr_range"] == 1
+    assert jobs["coarse_run"] == 4  # linear's 4 coarse λ × 1 seed
+    assert planned_models(proc) == {"linear"}  # no other model's range test, search or final
+    assert not (GATES | DATA | {"aug_lambda_run", "ablation_run", "init_run"}) & set(jobs)
+    # a setting the range test does not read (the training η, which it replaces) does not rerun it
+    jobs = planned_jobs(snakemake(quick_run, "-n", configfiles=overlay(
+        tmp_path, {"training": {"eta_max": 0.2}})))
+    assert "lr_range" not in jobs and "coarse_run" in jobs

@@ -136,7 +136,11 @@ def record_steps(total_steps: int, n_s: int, points_per_cycle: int) -> set[int]:
     return set(range(0, total_steps + 1, every)) | {0, total_steps}
 
 
-def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=print) -> TrainResult:
+def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=print,
+          eta_at=None, on_step=None) -> TrainResult:
+    """Train `net` in place. Two hooks for the learning-rate range test (study/lr_range.py), so it
+    runs this very loop rather than a copy: `eta_at(step)` replaces the cyclical schedule, and
+    `on_step(step, loss, cost, eta)` is called after every update (it may raise to end the run)."""
     memory.reuse_freed_memory()  # no page faults for the step's gradient-sized temporaries
     n = X_train.shape[0]
     n_s = cfg.n_s or schedule.default_step_size(n, cfg.batch_size)
@@ -151,12 +155,17 @@ def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=pr
 
     result = TrainResult(n_s=n_s)
     start_cost = None
+
+    def eta_of(step):
+        if eta_at is not None:
+            return float(eta_at(step))
+        return schedule.cyclic_lr(step, cfg.eta_min, cfg.eta_max, n_s)
     t0 = time.perf_counter()
 
     def record(step):
         tr = net.evaluate(X_eval, y_eval, cfg.lam)
         va = net.evaluate(X_val, y_val, cfg.lam) if X_val is not None else {}
-        eta = schedule.cyclic_lr(step, cfg.eta_min, cfg.eta_max, n_s)
+        eta = eta_of(step)
         row = {"step": step, "epoch": step * cfg.batch_size / n, "eta": eta}
         row.update({f"train_{k}": v for k, v in tr.items()})
         row.update({f"val_{k}": v for k, v in va.items()})
@@ -177,13 +186,15 @@ def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=pr
         masks = net.draw_masks(drop_rng, xb.shape[0])
         loss, reg, grads = net.cost_and_grads(xb, yb, cfg.lam, masks)
         cost = loss + reg
-        eta = schedule.cyclic_lr(step, cfg.eta_min, cfg.eta_max, n_s)
+        eta = eta_of(step)
         if start_cost is None:
             start_cost = cost
         if not math.isfinite(cost) or cost > cfg.divergence_factor * max(start_cost, 1.0):
             raise TrainingDiverged(step, cost, start_cost, eta, cfg.lam, cfg.eta_max, cfg.optimizer)
         result.step_costs.append(cost)
         opt.step(net.params, grads, eta)
+        if on_step is not None:
+            on_step(step, loss, cost, eta)
         if cfg.snapshot_cycles and (step + 1) % (2 * n_s) == 0:
             # parameters and, with batch norm, the running statistics the network evaluates with
             result.snapshots.append({k: v.copy() for k, v in net.arrays().items()})

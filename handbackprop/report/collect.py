@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..study import plan
 from .audit import schedule_of
 from .benchmarks import collect_benchmarks
 from .provenance import collect_provenance
@@ -376,6 +377,31 @@ def collect_init_sensitivity(R: Path, init: dict, settings: dict, results_settin
     return {**init, "rows": rows, "settings": settings}
 
 
+def collect_lr_range(R: Path, config: dict) -> list[dict]:
+    """Each model's range test (those whose JSON exists), with where its training η comes from:
+    the test's bounds, or fixed in config.yaml (then both are shown)."""
+    out = []
+    for model in plan.range_models(config):
+        path = R / "lr_range" / f"{model}.json"
+        if not path.exists():
+            continue
+        rt = read_json(path)
+        b = rt["bounds"]
+        source = plan.eta_source(config, model)
+        spec = plan.model_spec(config, model)
+        used = ((b["eta_min"], b["eta_max"]) if source == "range_test" else (spec["eta_min"], spec["eta_max"]))
+        out.append({"model": model, "eta_source": source, "bounds": b, "rule": b["rule"],
+                    "eta_min_used": used[0], "eta_max_used": used[1],
+                    "fixed": source == "config", "settings": rt["settings"], "spec": rt.get("spec", spec),
+                    "stopped_early": rt["stopped_early"], "stop": rt.get("stop"),
+                    "steps_done": rt["steps_done"], "steps_planned": rt["steps_planned"],
+                    "n_train": rt.get("n_train"), "n_val_rows": rt.get("n_val_rows"),
+                    "curve": {k: [r[k] for r in rt["records"]] for k in
+                              ("step", "eta", "loss_raw", "loss_smoothed", "val_accuracy")},
+                    "smoothed_val_accuracy": b.get("smoothed_val_accuracy")})
+    return out
+
+
 def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None) -> dict:
     """The whole report context; figures are made from it separately.
 
@@ -393,6 +419,7 @@ def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_d
         "data": data,
         "gates": collect_gates(R),
         "audit": audit,
+        "lr_range": collect_lr_range(R, config),
         "searches": collect_searches(R, config),
         "finals": collect_finals(R, config, audit),
         "bonus": collect_bonus(R, config),

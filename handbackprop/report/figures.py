@@ -289,6 +289,39 @@ def _mean_std_lam_ax(ax, rows, color, marker, label, ring=None):
 
 
 @_styled
+def lr_range(t: dict) -> str:
+    """One model's range test: mini-batch loss (left) and validation accuracy (right) against η
+    on a log axis, with the peak, the suggested η_min/η_max and, when config fixes η, the fixed ones."""
+    c, b = t["curve"], t["bounds"]
+    fig, axes = _figure(2, 1, height=2.9)
+    ax_loss, ax_acc = axes[0]
+    ax_loss.plot(c["eta"], c["loss_raw"], color=TRAIN, alpha=0.35, lw=0.9, label="mini-batch loss (raw)")
+    ax_loss.plot(c["eta"], c["loss_smoothed"], color=TRAIN, label="smoothed (EMA)")
+    ax_acc.plot(c["eta"], 100 * np.asarray(c["val_accuracy"]), color=VAL, alpha=0.35, lw=0.9,
+                label="validation accuracy")
+    if t.get("smoothed_val_accuracy"):
+        ax_acc.plot(c["eta"], 100 * np.asarray(t["smoothed_val_accuracy"]), color=VAL,
+                    label=f"moving average ({b['smooth']} records)")
+    for ax in (ax_loss, ax_acc):
+        ax.axvline(b["peak_eta"], color="C3", lw=1.0, ls=":", label=f"peak η = {b['peak_eta']:.3g}")
+        ax.axvline(b["eta_max"], color="C2", lw=1.2, ls="--", label=f"suggested η_max = {b['eta_max']:.3g}")
+        ax.axvline(b["eta_min"], color="C2", lw=1.0, ls="-.", label=f"suggested η_min = {b['eta_min']:.3g}")
+        if t["fixed"]:
+            ax.axvline(t["eta_max_used"], color=LIMIT, lw=1.2, ls="--", label=f"fixed η_max = {t['eta_max_used']:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate η (log scale)")
+    low = min(c["loss_smoothed"])  # the diverged tail would squash the curve
+    ax_loss.set_ylim(0.9 * low, max(min(max(c["loss_raw"]), 1.2 * t["settings"]["divergence_factor"] * low),
+                                    1.1 * low))
+    ax_loss.set_ylabel("cross-entropy loss (nats)")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    ax_loss.legend(fontsize=7)
+    ax_acc.legend(fontsize=7)
+    fig.suptitle(f"Learning-rate range test: {t['model']}")
+    return to_uri(fig)
+
+
+@_styled
 def search(s: dict) -> str:
     fig, axes = _figure(1, 1, height=3.2)
     ax = axes[0][0]
@@ -495,6 +528,7 @@ def make_figures(ctx: dict) -> dict:
         "trajectory": trajectory(ctx["gates"]),
         "schedule": schedules(ctx["finals"]),
         "search": {s["model"]: search(s) for s in ctx["searches"]},
+        "lr_range": {t["model"]: lr_range(t) for t in ctx.get("lr_range", [])},
         "training": {f["model"]: training(f) for f in ctx["finals"]},
         "confusion": {f["model"]: confusion(f, names) for f in ctx["finals"]},
         "weights": {f["model"]: weights(f, names) for f in ctx["finals"] if f["weight_images"]},

@@ -31,6 +31,7 @@ SECTIONS = (
     Section("gates", "Gates"),
     Section("audit", "Audit"),
     Section("schedule", "Learning-rate schedule"),
+    Section("lr_range", "Learning-rate range tests", lambda ctx: bool(ctx.get("lr_range"))),
     Section("searches", "λ searches"),
     Section("final", "Final training"),
     Section("bonus", "Bonus experiments", lambda ctx: bool(ctx.get("bonus"))),

@@ -307,3 +307,92 @@ def validate(config: dict) -> None:
             raise ConfigError(spec_key(config, m, own),
                               f"eta_min {spec['eta_min']:g} is above eta_max {spec['eta_max']:g} "
                               f"({where})")
+    validate_lr_range(config)
+
+
+# ----------------------------------------------------------------- learning-rate range test
+RANGE_KEYS = ("epochs", "eta_low", "eta_high", "record_every", "val_rows", "lam", "smooth",
+              "max_fraction", "min_fraction", "divergence_factor", "ema_beta", "seed")
+BONUS_EXPERIMENTS = ("ablation", "aug_vs_lambda", "init_sensitivity")
+
+
+def eta_source(config: dict, model: str) -> str:
+    """Where a model's η_min/η_max come from: "config" when its own entry in `models:` fixes
+    eta_max, else "range_test" (its learning-rate range test, which also sets η_min)."""
+    return "config" if "eta_max" in config["models"][model] else "range_test"
+
+
+def range_model(config: dict, name: str) -> str:
+    """The model whose range test a training job uses: a model is its own (deep9_nobn too,
+    although it takes deep9's λ); a bonus experiment (ablation, aug_vs_lambda,
+    init_sensitivity) uses its `model`'s."""
+    if name in config["models"]:
+        return name
+    if name in BONUS_EXPERIMENTS and (config.get("bonus") or {}).get(name):
+        return config["bonus"][name]["model"]
+    raise ConfigError("lr_range", f"{name!r} is neither a model nor a configured bonus experiment")
+
+
+def range_models(config: dict) -> list[str]:
+    """Every model with a range test: the searched, the final and the bonus experiments' models."""
+    out = list(config["search"]["models"]) + list(config["final"]["models"])
+    bonus = config.get("bonus") or {}
+    out += [bonus[name]["model"] for name in BONUS_EXPERIMENTS if bonus.get(name)]
+    return list(dict.fromkeys(out))
+
+
+def range_settings(config: dict, model: str) -> dict:
+    """One model's range test: `lr_range`'s keys with its `lr_range.per_model.<model>` entry on top."""
+    lr = config["lr_range"]
+    return {**{k: lr[k] for k in RANGE_KEYS}, **lr.get("per_model", {}).get(model, {})}
+
+
+def range_spec(config: dict, model: str) -> dict:
+    """The model's spec as its range test uses it: without eta_min/eta_max, which the test
+    replaces (so changing them does not rerun the test)."""
+    return {k: v for k, v in model_spec(config, model).items() if k not in ("eta_min", "eta_max")}
+
+
+def range_steps(settings: dict, n_train: int, batch_size: int) -> int:
+    """Update steps of a range test: `epochs` passes, the last batch of each possibly short."""
+    return int(settings["epochs"]) * -(-int(n_train) // int(batch_size))
+
+
+def validate_lr_range(config: dict) -> None:
+    """The range-test section's values together; ConfigError names the key (per-model keys as
+    lr_range.per_model.<model>.<key>)."""
+    lr = config.get("lr_range")
+    if not lr:
+        return
+    for m in lr.get("per_model", {}):
+        if m not in config["models"]:
+            raise ConfigError("lr_range.per_model", f"unknown model {m!r}")
+    for m in range_models(config):
+        s = range_settings(config, m)
+
+        def key(k, m=m):
+            return f"lr_range.per_model.{m}.{k}" if k in lr.get("per_model", {}).get(m, {}) else f"lr_range.{k}"
+
+        if not 0 < s["eta_low"] < s["eta_high"]:
+            own = lr.get("per_model", {}).get(m, {})
+            bad = "eta_high" if "eta_high" in own and "eta_low" not in own else "eta_low"
+            raise ConfigError(key(bad), f"need 0 < eta_low < eta_high; got eta_low {s['eta_low']:g}, "
+                                        f"eta_high {s['eta_high']:g} ({m})")
+        for k in ("max_fraction", "min_fraction"):
+            if not 0 < s[k] <= 1:
+                raise ConfigError(key(k), f"a fraction in (0, 1] is needed, got {s[k]:g} ({m})")
+        if not 0 <= s["ema_beta"] < 1:
+            raise ConfigError(key("ema_beta"), f"the loss EMA's β must be in [0, 1), got {s['ema_beta']:g} ({m})")
+        if not s["divergence_factor"] > 1:
+            raise ConfigError(key("divergence_factor"),
+                              f"must exceed 1 (a multiple of the smallest smoothed loss), got {s['divergence_factor']:g}")
+        for k in ("epochs", "record_every", "val_rows", "smooth"):
+            if int(s[k]) < 1:
+                raise ConfigError(key(k), f"must be at least 1, got {s[k]} ({m})")
+        if s["lam"] < 0:
+            raise ConfigError(key("lam"), f"λ must be >= 0, got {s['lam']:g}")
+        steps = range_steps(s, train_rows(config, "search"), model_spec(config, m)["batch_size"])
+        if steps // int(s["record_every"]) < int(s["smooth"]):
+            raise ConfigError(key("record_every"),
+                              f"{steps} steps recorded every {s['record_every']} give fewer than "
+                              f"smooth = {s['smooth']} records to average ({m})")

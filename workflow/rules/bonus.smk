@@ -11,6 +11,7 @@ use rule coarse_run as recipe_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(plan.lam_model(config, ABL["model"]), "fine"),
+        eta=lambda w: range_json("ablation"),
     output:
         metrics=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/history.csv",
@@ -36,6 +37,7 @@ use rule coarse_run as recipe_run with:
         evaluate_test=False,
         record_divergence=True,  # a candidate that diverges loses; the search goes on
         snapshots=False,
+        eta_source=lambda w: plan.eta_source(config, ABL["model"]),
 
 
 # The recipe table; a checkpoint, because the ablation's variants depend on the chosen recipe.
@@ -73,6 +75,7 @@ use rule final_run as ablation_run with:
         code=code("study"),
         lam_source=lambda w: table_path(ABL["model"], "fine"),
         recipe=recipe_input(ABL["model"]) if ABL else [],
+        eta=lambda w: range_json("ablation"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
@@ -97,6 +100,7 @@ use rule final_run as ablation_run with:
         evaluate_test=True,
         record_divergence=False,
         snapshots=False,
+        eta_source=lambda w: plan.eta_source(config, ABL["model"]),
 
 
 rule ablation_table:
@@ -132,6 +136,7 @@ use rule coarse_run as aug_lambda_run with:
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
         code=code("study"),
+        eta=lambda w: range_json("aug_vs_lambda"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
@@ -155,6 +160,7 @@ use rule coarse_run as aug_lambda_run with:
         dtype=config["dtype"],
         evaluate_test=False,
         record_divergence=True,
+        eta_source=lambda w: plan.eta_source(config, AVL["model"]),
 
 
 rule aug_vs_lambda:
@@ -190,6 +196,7 @@ use rule ablation_run as init_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(plan.lam_model(config, INIT["model"]), "fine"),
+        eta=lambda w: range_json("init_sensitivity"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/metrics.json",
@@ -213,6 +220,7 @@ use rule ablation_run as init_run with:
         evaluate_test=True,
         record_divergence=True,  # a σ that does not train is this experiment's result
         switches={},
+        eta_source=lambda w: plan.eta_source(config, INIT["model"]),
 
 
 rule init_table:

@@ -132,6 +132,17 @@ def final_lam(model):
     )["final_lam"]
 
 
+# ------------------------------------------------------------------ learning-rate range tests
+def range_json(name):
+    """The range-test JSON a training job of model (or bonus experiment) `name` reads its η
+    from: the model's own, or the experiment's model's (plan.range_model)."""
+    return f"{R}/lr_range/{plan.range_model(config, name)}.json"
+
+
+def range_targets():
+    return [f"{R}/lr_range/{m}.json" for m in plan.range_models(config)]
+
+
 # --------------------------------------------------------------------- final and bonus
 def final_runs(model, name="metrics.json"):
     """Every seed's file of one model's final runs, once its fine table has chosen lam."""
@@ -145,7 +156,9 @@ def final_runs(model, name="metrics.json"):
 def recipe_runs(wildcards=None):
     if not RECIPE:
         return []
-    checkpoints.search_table.get(model=plan.lam_model(config, ABL["model"]), stage="fine")
+    checkpoints.search_table.get(
+        model=plan.lam_model(config, ABL["model"]), stage="fine"
+    )
     return [
         f"{R}/bonus/recipe/{c}/seed{s}/metrics.json"
         for c in plan.recipe_candidates(config)
@@ -273,6 +286,7 @@ def benchmark_files(wildcards):
     `benchmark:` path (so leftovers of other configs are never read)."""
     out = [str(getattr(rules, r).benchmark) for r in SINGLE_JOB_RULES]
     out += expand(str(rules.preprocess.benchmark), split=["search", "final"])
+    out += expand(str(rules.lr_range.benchmark), model=plan.range_models(config))
     for run in training_runs(wildcards):
         for name in TRAINING_RULES:
             made_by = getattr(rules, name)
@@ -300,7 +314,7 @@ def all_targets(wildcards=None):
     groups += [recipe_runs]
     groups += [ablation_runs] if ABL else []
     groups += [aug_lambda_runs, init_runs]
-    out = [f"{R}/report/report.html", f"{R}/report/report.md"]
+    out = [f"{R}/report/report.html", f"{R}/report/report.md", *range_targets()]
     for group in groups:
         try:
             runs = group()

@@ -44,6 +44,7 @@ rule report:
             stage=["coarse", "fine"],
         ),
         finals=[f"{R}/final/{m}/summary.json" for m in FINAL["models"]],
+        lr_range=range_targets(),
         histories=final_files("history.csv"),
         weights=final_files("weights.npz"),
         bonus=bonus_targets(),

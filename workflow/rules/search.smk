@@ -9,6 +9,7 @@ rule coarse_run:
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
         code=code("study"),
+        eta=lambda w: range_json(w.model),
     output:
         metrics=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/history.csv",
@@ -36,6 +37,7 @@ rule coarse_run:
         record_divergence=True,  # a diverged λ is a search result, not a failure
         snapshots=False,  # cycle-end weights are kept by final runs only
         switches={},  # ablation switches, applied after a chosen recipe (bonus.smk)
+        eta_source=lambda w: plan.eta_source(config, w.model),
     script:
         "../scripts/train_run.py"
 
@@ -47,6 +49,7 @@ use rule coarse_run as fine_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         grid=lambda w: table_path(w.model, "coarse"),
+        eta=lambda w: range_json(w.model),
     output:
         metrics=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/history.csv",
