@@ -53,6 +53,20 @@ def test_a_diverged_run_counts_its_steps_up_to_the_divergence():
     assert g["records"] == 3 and g["flops"]["end_eval"] == 0  # records at steps 0, 1, 2
 
 
+def test_the_default_config_keeps_record_point_evaluation_under_the_bound():
+    """Issue 15: evaluation at record points costs at most 10 % of a run. Counted in GEMM flops
+    (measured time shares are lower: the steps also pay for non-GEMM passes), for every kind of
+    training run config.yaml asks for, on the real split sizes."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    shares = costs.config_eval_shares(config)
+    assert len(shares) >= len(config["final"]["models"])
+    over = [(s["where"], round(s["share"], 3)) for s in shares if not s["share"] <= costs.EVAL_BOUND]
+    assert not over, over
+    # the same study with 10 records a cycle of 10,000 training rows would not be
+    old = {**config, "training": {**config["training"], "train_eval_size": 10000, "points_per_cycle": 10}}
+    assert max(s["share"] for s in costs.config_eval_shares(old)) > costs.EVAL_BOUND
+
+
 @pytest.mark.parametrize("hidden", [[], [50], [50, 30, 20]])
 def test_step_gemms_count_what_torch_autograd_multiplies(hidden):
     """Our count of one step's GEMM flops equals torch's FlopCounterMode over the forward and

@@ -120,6 +120,22 @@ def eval_flop_share(metrics: dict) -> float:
     return g["record_eval"] / loop if loop else math.nan
 
 
+def config_eval_shares(config: dict) -> list[dict]:
+    """Each kind of training run of a config with the GEMM-flop share its record-point
+    evaluation would take, for one cycle (the worst case: the record at step 0 weighs most when
+    there are fewest cycles). [{"where", "split", "share"}], in plan.training_uses order."""
+    from ..study import plan
+
+    out = []
+    for where, split, spec in plan.training_uses(config):
+        n_train = plan.train_rows(config, split)
+        n_s = plan.step_size(spec, n_train)
+        m = {"diverged": False, "n_train": n_train, "n_val": config["data"]["splits"][split]["n_val"],
+             "steps": 2 * n_s, "n_s": n_s, "cycles": 1, "spec": spec}
+        out.append({"where": where, "split": split, "share": eval_flop_share(m)})
+    return out
+
+
 # --------------------------------------------------------------------------- machine
 def study_shapes(config: dict) -> dict:
     """The GEMM shapes every training run of this config uses: {"layers": [[in, out], ...],
