@@ -36,7 +36,7 @@ from .benchmarks import _num
 INPUT_DIM = 3072  # CIFAR-10 images, flattened
 N_CLASSES = 10
 EVAL_BOUND = 0.10  # record-point evaluation may cost at most this share of a run's loop (issue 15)
-EVAL_ROWS = 1000  # rows of the evaluation GEMMs timed by machine_gemm (evaluate() runs 5000-row chunks)
+EVAL_ROWS = 500  # rows of the evaluation GEMMs machine_gemm times (evaluate() runs 5000-row chunks: 10x the time)
 OPS = ("forward", "dW", "dx", "eval")
 DTYPES = ("float32", "float64")
 
@@ -174,12 +174,12 @@ def _mm(a, b, out):
     return lambda: np.matmul(a, b, out=out)
 
 
-def best_seconds(fn, min_time: float = 0.01, max_reps: int = 20) -> float:
+def best_seconds(fn, min_time: float = 0.004, max_reps: int = 10) -> float:
     """The fastest of several timed calls (after one untimed), enough to fill ~min_time."""
     t0 = time.perf_counter()
     fn()
     once = max(time.perf_counter() - t0, 1e-7)
-    reps = max(3, min(max_reps, math.ceil(min_time / once)))
+    reps = max(2, min(max_reps, math.ceil(min_time / once)))
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
