@@ -26,9 +26,10 @@ def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
 
 
 def time_split(result: TrainResult) -> dict:
-    """The loop's seconds split into record-point evaluation and the rest (steps, batches)."""
+    """The loop's seconds split into record-point evaluation and the rest (steps, batches). Not
+    `train_seconds`: the audit rescores every train_*/val_*/test_* figure of a run."""
     seconds, ev = float(result.seconds), float(result.eval_seconds)
-    return {"eval_seconds": ev, "train_seconds": seconds - ev,
+    return {"eval_seconds": ev, "step_seconds": seconds - ev,
             "eval_fraction": ev / seconds if seconds > 0 else None}
 
 
@@ -62,7 +63,7 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
             "cycles": cycles, "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
             "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
             "diverged": True, "divergence": err.to_dict(), "seconds": None,
-            "eval_seconds": None, "train_seconds": None, "eval_fraction": None,
+            "eval_seconds": None, "step_seconds": None, "eval_fraction": None,
             "val_accuracy": None, "val_cost": None, "val_loss": None,
             "train_accuracy": None, "train_cost": None, "train_loss": None}
     full_train = net.evaluate(X, y, lam)  # the history scores a subset; the end scores all
