@@ -51,7 +51,7 @@ TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
 EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "gate_gradcheck", "gate_overfit",
                   "gate_trajectory", "coarse_run", "search_table", "fine_run",
                   "final_run", "final_summary"}
-TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean"}
+TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean", "eval_seconds", "step_seconds", "eval_fraction"}
 TIMING_COLUMNS = {"seconds"}
 SKIP_DIRS = {"logs", "benchmarks"}
 

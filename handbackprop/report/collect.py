@@ -19,6 +19,7 @@ import numpy as np
 from ..study import plan
 from .audit import schedule_of
 from .benchmarks import collect_benchmarks
+from .costs import collect_costs
 from .provenance import collect_provenance
 from .published import PUBLISHED_BY_MODEL, published_text
 
@@ -402,11 +403,13 @@ def collect_lr_range(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None) -> dict:
+def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None,
+            run_paths=None, machine_gemm_path=None) -> dict:
     """The whole report context; figures are made from it separately.
 
     audit: audit.json's content; benchmark_paths: this config's jobs' benchmark files (None:
-    no benchmark table).
+    no benchmark table); run_paths: every training run's metrics.json, machine_gemm_path: the
+    machine_gemm rule's output (the cost table: None without benchmark files).
     """
     R = Path(results_dir)
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
@@ -424,5 +427,7 @@ def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_d
         "finals": collect_finals(R, config, audit),
         "bonus": collect_bonus(R, config),
         "benchmarks": collect_benchmarks(benchmark_paths, R / "benchmarks"),
+        "costs": collect_costs(benchmark_paths, R / "benchmarks", run_paths, R, machine_gemm_path,
+                               config["search"]["models"]),
         "provenance": collect_provenance(config, repo, data["download"].get("md5")),
     }

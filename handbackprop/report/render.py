@@ -35,6 +35,7 @@ SECTIONS = (
     Section("searches", "λ searches"),
     Section("final", "Final training"),
     Section("bonus", "Bonus experiments", lambda ctx: bool(ctx.get("bonus"))),
+    Section("costs", "Where the time goes", lambda ctx: bool(ctx.get("costs"))),
     Section("provenance", "Provenance"),
 )
 

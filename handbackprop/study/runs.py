@@ -37,6 +37,14 @@ def with_recipe(spec: dict, recipe_path=None, switches: dict | None = None) -> d
     return {**spec, **recipe, **(switches or {})}
 
 
+def time_split(result: TrainResult) -> dict:
+    """The loop's seconds split into record-point evaluation and the rest (steps, batches). Not
+    `train_seconds`: the audit rescores every train_*/val_*/test_* figure of a run."""
+    seconds, ev = float(result.seconds), float(result.eval_seconds)
+    return {"eval_seconds": ev, "step_seconds": seconds - ev,
+            "eval_fraction": ev / seconds if seconds > 0 else None}
+
+
 def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
         evaluate_test: bool, record_divergence: bool = False, snapshots: bool = False, log=print):
     """Train one model at a given lam; returns (net, result, metrics dict).
@@ -67,12 +75,14 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
             "cycles": cycles, "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
             "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
             "diverged": True, "divergence": err.to_dict(), "seconds": None,
+            "eval_seconds": None, "step_seconds": None, "eval_fraction": None,
             "val_accuracy": None, "val_cost": None, "val_loss": None,
             "train_accuracy": None, "train_cost": None, "train_loss": None}
     full_train = net.evaluate(X, y, lam)  # the history scores a subset; the end scores all
     metrics = {
         "diverged": False, "lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
         "cycles": cycles, "n_s": result.n_s, "steps": result.steps, "seconds": result.seconds,
+        **time_split(result),
         "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
         "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
         **{f"train_{k}": v for k, v in full_train.items()},

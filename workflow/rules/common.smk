@@ -281,6 +281,22 @@ def training_files(name):
     ]
 
 
+# Jobs around the report whose benchmark files count as the report stage of the cost table.
+REPORT_BENCHMARK_RULES = ["audit", "machine_gemm"]
+MACHINE_GEMM = f"{R}/report/machine_gemm.json"
+
+
+def plan_shapes():
+    """The GEMM shapes of every training run this config asks for (machine_gemm measures them)."""
+    from handbackprop.report.costs import study_shapes
+
+    return study_shapes(config)
+
+
+def gemm_thread_counts():
+    return sorted({1, THREADS["search"], THREADS["final"]})
+
+
 def benchmark_files(wildcards):
     """The benchmark file of every job this config asks for, each from its own rule's
     `benchmark:` path (so leftovers of other configs are never read)."""
@@ -296,6 +312,7 @@ def benchmark_files(wildcards):
                 break
         else:
             raise ValueError(f"{run}: made by none of {TRAINING_RULES}")
+    out += [str(getattr(rules, r).benchmark) for r in REPORT_BENCHMARK_RULES]
     return out
 
 

@@ -20,6 +20,8 @@ rule audit:
         json=f"{R}/report/audit.json",
     log:
         f"{R}/logs/audit.log",
+    benchmark:
+        f"{R}/benchmarks/audit.tsv"
     conda:
         "../../envs/report.yaml"
     # Each run is rescored with its own recorded thread count (bit-identical BLAS results).
@@ -31,6 +33,30 @@ rule audit:
         sample=config.get("report", {}).get("audit_sample"),
     script:
         "../scripts/audit.py"
+
+
+# The machine's GEMM rate at the shapes the study uses (best layout, 1 thread and the training
+# jobs' thread counts): the roofline the report's cost table holds every training job against.
+rule machine_gemm:
+    input:
+        code=code("report/costs.py"),
+    output:
+        json=MACHINE_GEMM,
+    log:
+        f"{R}/logs/machine_gemm.log",
+    benchmark:
+        f"{R}/benchmarks/machine_gemm.tsv"
+    conda:
+        "../../envs/report.yaml"
+    threads: max(THREADS["search"], THREADS["final"])
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        shapes=plan_shapes(),
+        threads=gemm_thread_counts(),
+    script:
+        "../scripts/machine_gemm.py"
 
 
 rule report:
@@ -53,6 +79,9 @@ rule report:
             str(Path(r).with_name("history.csv")) for r in init_runs(wildcards)
         ],
         benchmarks=benchmark_files,
+        # every training run's metrics.json: its GEMM flops and its evaluation time
+        runs=training_runs,
+        machine_gemm=MACHINE_GEMM,
         code=code("report"),
         download=f"{R}/data/download.json",
         stats=[split_stats("search"), split_stats("final")],
