@@ -253,9 +253,9 @@ def roofline_seconds(metrics: dict, machine: dict) -> dict:
 
 # ----------------------------------------------------------------------------- stages
 # Display order; a stage not listed comes after these, by name.
-STAGE_ORDER = ("data", "gates", "lr range", "search", "finals", "bonus: ablation", "bonus: aug vs λ",
+STAGE_ORDER = ("data", "gates", "lr range", "search", "bonus: recipe search", "finals", "bonus: ablation", "bonus: aug vs λ",
                "bonus: init sensitivity", "report")
-BONUS_NAMES = {"ablation": "bonus: ablation", "aug_vs_lambda": "bonus: aug vs λ",
+BONUS_NAMES = {"recipe": "bonus: recipe search", "ablation": "bonus: ablation", "aug_vs_lambda": "bonus: aug vs λ",
                "init_sensitivity": "bonus: init sensitivity"}
 REPORT_JOBS = ("audit", "machine_gemm", "report")
 
