@@ -260,7 +260,8 @@ class Network:
         """`backward` of a batch-norm network; needs the caches of a training forward."""
         L = self.n_layers
         dh, dW, db = layers.affine_backward(dscores, caches[L - 1][0])
-        grads = {f"W{L}": dW + layers.l2_grad(self.params[f"W{L}"], lam), f"b{L}": db}
+        dW += layers.l2_grad(self.params[f"W{L}"], lam)  # in place: no third W-sized array
+        grads = {f"W{L}": dW, f"b{L}": db}
         for i in range(L - 1, 0, -1):
             affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
             if bn_cache is None:
@@ -271,7 +272,8 @@ class Network:
             dh = layers.relu_backward(dh, relu_cache)
             ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
             dh, dW, _ = layers.affine_backward(ds, affine_cache, need_dx=i > 1)
-            grads[f"W{i}"] = dW + layers.l2_grad(self.params[f"W{i}"], lam)
+            dW += layers.l2_grad(self.params[f"W{i}"], lam)
+            grads[f"W{i}"] = dW
         return grads
 
     # ------------------------------------------------------------ save/load
