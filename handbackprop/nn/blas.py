@@ -1,4 +1,5 @@
-"""y += a * x in one pass, through the OpenBLAS that NumPy itself ships and calls for its GEMMs.
+"""Fused updates through the OpenBLAS that NumPy itself ships and calls for its GEMMs:
+y += a * x in one pass (axpy), and C += Aᵀ B as one GEMM with β = 1.
 
 NumPy has no fused multiply-add of two arrays: ``p -= eta * g`` writes the
 temporary ``eta * g`` (a read and a write of a weight-sized array) before the
@@ -8,6 +9,10 @@ whole cost (bench/README.md: 605 -> 224 µs float32, 2,250 -> 1,134 µs float64,
 1 thread). The library is the one NumPy's wheel bundles
 (``numpy.libs/libscipy_openblas64_*.so``, ILP64, symbols ``scipy_cblas_?axpy64_``),
 so it follows the same ``threadpoolctl`` limits as NumPy's GEMMs.
+
+The same holds for dW = xᵀ dout followed by dW += 2λW: a GEMM that accumulates
+into the L2 term (β = 1) replaces the separate add, a read of two and a write of
+one weight-sized array (3072x500: 5.6 -> 5.0 ms float32, 10.7 -> 9.5 ms float64).
 
 Anything else — another NumPy build, a non-contiguous or small array, mixed
 dtypes — takes the plain NumPy expression, which computes the same values up to
@@ -26,34 +31,38 @@ ENABLED = True
 MIN_SIZE = 16_384  # below this the ctypes call costs more than the temporary it saves
 
 _axpy: dict | None = None
+_gemm: dict = {}
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
 
 
-def _load() -> dict:
-    """{dtype: axpy function} from NumPy's bundled OpenBLAS, or {} if there is none."""
-    found: dict = {}
+def _load() -> tuple[dict, dict]:
+    """({dtype: axpy}, {dtype: gemm}) from NumPy's bundled OpenBLAS, or ({}, {})."""
+    i64, ptr, enum = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
     for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*.so"))):
+        axpys, gemms = {}, {}
         try:
             lib = ctypes.CDLL(path)  # already loaded by NumPy: the same handle and thread settings
-            for dtype, name, scalar in ((np.float32, "scipy_cblas_saxpy64_", ctypes.c_float),
-                                        (np.float64, "scipy_cblas_daxpy64_", ctypes.c_double)):
-                fn = getattr(lib, name)
-                fn.argtypes = [ctypes.c_int64, scalar, ctypes.c_void_p, ctypes.c_int64,
-                               ctypes.c_void_p, ctypes.c_int64]
+            for dtype, p, scalar in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+                fn = getattr(lib, f"scipy_cblas_{p}axpy64_")
+                fn.argtypes = [i64, scalar, ptr, i64, ptr, i64]
                 fn.restype = None
-                found[np.dtype(dtype)] = fn
+                axpys[np.dtype(dtype)] = fn
+                fn = getattr(lib, f"scipy_cblas_{p}gemm64_")
+                fn.argtypes = [enum, enum, enum, i64, i64, i64, scalar, ptr, i64, ptr, i64, scalar, ptr, i64]
+                fn.restype = None
+                gemms[np.dtype(dtype)] = fn
         except (OSError, AttributeError):
-            found = {}
             continue
-        break
-    return found
+        return axpys, gemms
+    return {}, {}
 
 
 def available() -> bool:
-    """True when axpy goes through BLAS (NumPy's bundled OpenBLAS found)."""
-    global _axpy
+    """True when axpy and gemm go through BLAS (NumPy's bundled OpenBLAS found)."""
+    global _axpy, _gemm
     if _axpy is None:
-        _axpy = _load()
+        _axpy, _gemm = _load()
     return bool(_axpy)
 
 
@@ -68,3 +77,20 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
         _axpy[y.dtype](y.size, a, x.ctypes.data, 1, y.ctypes.data, 1)
         return
     y += a * x
+
+
+def gemm_tn_acc(x: np.ndarray, dout: np.ndarray, c: np.ndarray) -> None:
+    """In place: c += xᵀ dout, for x (N, D_in), dout (N, D_out), c (D_in, D_out).
+    One BLAS GEMM with β = 1 when all three are C-contiguous of one float dtype;
+    NumPy (a GEMM, then an add) otherwise."""
+    if (ENABLED and available() and x.dtype == dout.dtype == c.dtype and c.dtype in _gemm
+            and x.ndim == dout.ndim == c.ndim == 2 and x.shape[0] == dout.shape[0]
+            and c.shape == (x.shape[1], dout.shape[1]) and c.flags.writeable
+            and x.flags.c_contiguous and dout.flags.c_contiguous and c.flags.c_contiguous
+            and not np.may_share_memory(c, x) and not np.may_share_memory(c, dout)):
+        n, d_in = x.shape
+        d_out = dout.shape[1]
+        _gemm[c.dtype](_ROW_MAJOR, _TRANS, _NO_TRANS, d_in, d_out, n, 1.0, x.ctypes.data, d_in,
+                       dout.ctypes.data, d_out, 1.0, c.ctypes.data, d_out)
+        return
+    c += x.T @ dout
