@@ -141,8 +141,9 @@ def test_blas_axpy_falls_back_on_strided_and_mixed_inputs():
 def test_gemm_tn_acc_accumulates_like_numpy(dtype):
     from handbackprop.nn import blas
     x = RNG.normal(size=(100, 307)).astype(dtype)
-    d = RNG.normal(size=(100, 23)).astype(dtype)
-    c0 = RNG.normal(size=(307, 23)).astype(dtype)
+    d = RNG.normal(size=(100, 61)).astype(dtype)
+    c0 = RNG.normal(size=(307, 61)).astype(dtype)
+    assert c0.size >= blas.MIN_SIZE  # the BLAS path, not the NumPy fallback
     c = c0.copy()
     blas.gemm_tn_acc(x, d, c)
     ref = c0.astype(np.float64) + x.T.astype(np.float64) @ d.astype(np.float64)
@@ -155,8 +156,10 @@ def test_gemm_tn_acc_accumulates_like_numpy(dtype):
 
 def test_affine_backward_accumulates_into_dW0_but_never_into_inputs():
     from handbackprop.nn import layers
-    x, W, dout = RNG.normal(size=(50, 40)), RNG.normal(size=(40, 7)), RNG.normal(size=(50, 7))
-    dW0 = RNG.normal(size=(40, 7))
+    from handbackprop.nn import blas
+    x, W, dout = RNG.normal(size=(50, 400)), RNG.normal(size=(400, 60)), RNG.normal(size=(50, 60))
+    dW0 = RNG.normal(size=(400, 60))
+    assert dW0.size >= blas.MIN_SIZE
     expected = dW0 + x.T @ dout
     _, dW, db = layers.affine_backward(dout, (x, W, dW0.copy()))
     np.testing.assert_allclose(dW, expected, rtol=1e-13)
