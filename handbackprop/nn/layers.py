@@ -33,7 +33,8 @@ def affine_backward(dout, cache, need_dx=True):
     then dW = dW0 + xᵀ dout, accumulated in place into dW0 by one GEMM with
     β = 1 (`blas.gemm_tn_acc`). The network passes the L2 gradient as dW0, so
     adding it costs no separate pass over a weight-sized array. A dW0 that is
-    not a fresh array of its own (it overlaps x, W or dout) is not written to.
+    not a writable array of W's shape of its own (it overlaps x, W or dout) is
+    never written to: the same sum is then formed out of place.
     """
     x, W = cache[0], cache[1]
     dx = dout @ W.T if need_dx else None  # (N, D_in)
