@@ -31,6 +31,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from handbackprop.nn import layers, optim, train  # noqa: E402
+
+try:  # absent on checkouts before batch norm
+    from handbackprop.nn import batchnorm as nn_batchnorm  # noqa: E402
+except ImportError:
+    nn_batchnorm = None
 from handbackprop.nn.network import build_network  # noqa: E402
 
 try:  # absent before the allocator change: lets this script profile older checkouts too
@@ -39,7 +44,8 @@ except ImportError:
     nn_memory = None
 
 D, K, BATCH, LAM, ETA = 3072, 10, 100, 1e-3, 1e-3
-MODELS = {"linear": [], "m=50": [50], "m=500": [500]}
+MODELS = {"linear": [], "m=50": [50], "m=500": [500], "3-layer BN": [50, 50]}
+BATCH_NORM = {"3-layer BN"}  # isolated passes (`profile`) cover the plain stacks only
 
 
 def median_us(fn, repeats: int) -> float:
@@ -88,11 +94,11 @@ def profile(hidden, dtype, repeats: int, n_rows: int = 10_000, seed: int = 0) ->
             out[f"relu_backward {i}"] = median_us(lambda: layers.relu_backward(d_up, relu_cache), repeats)
             dh = layers.relu_backward(dh, relu_cache)
         d_aff = dh
-        out[f"affine_backward {i}"] = median_us(
-            lambda: layers.affine_backward(d_aff, affine_cache, need_dx=i > 1), repeats)
         W = net.params[f"W{i}"]
-        dW = grads[f"W{i}"].copy()
-        out[f"dW += l2_grad {i}"] = median_us(lambda: dW.__iadd__(layers.l2_grad(W, LAM)), repeats)
+        out[f"l2_grad {i}"] = median_us(lambda: layers.l2_grad(W, LAM), repeats)
+        acc = layers.l2_grad(W, LAM)  # dW accumulates onto the L2 term, as Network.backward does
+        out[f"affine_backward {i}"] = median_us(
+            lambda: layers.affine_backward(d_aff, (*affine_cache, acc), need_dx=i > 1), repeats)
         dh, _, _ = layers.affine_backward(d_aff, affine_cache, need_dx=i > 1)
     # The update on a scratch copy so repeats do not walk the weights away.
     scratch = {k: v.copy() for k, v in net.params.items()}
@@ -109,6 +115,74 @@ def profile(hidden, dtype, repeats: int, n_rows: int = 10_000, seed: int = 0) ->
     # Not µs: minor page faults per step (glibc returning and re-mapping freed temporaries).
     out["minor page faults / step"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / (repeats + 1)
     out["GEMMs alone"] = gemm_us(net, xb, caches, dscores, repeats)
+    return out
+
+
+# Module functions the step calls (through their modules, as the house rule and the
+# planted-bug catalogue require): each is wrapped to time it inside a real step.
+IN_STEP_FUNCS = {
+    "layers": ["affine_forward", "affine_backward", "relu_forward", "relu_backward",
+               "softmax_cross_entropy", "l2_penalty", "l2_grad"],
+    "batchnorm": ["linear_forward", "batchnorm_forward", "batchnorm_backward", "update_running_stats"],
+    "train": ["take_batch"],
+}
+
+
+def profile_in_step(hidden, dtype, batch_norm: bool, X, y, steps: int) -> dict[str, float]:
+    """{pass: median µs} of each pass timed *inside* real steps, in the order the step runs
+    them (thread CPU time; the k-th call of a function in a step is its own pass).
+
+    Unlike `profile`, nothing is hot from a previous repeat: a softmax or a batch-norm
+    pass after a 3072-wide GEMM runs with cold caches, as in training (measured 2-5x
+    its isolated time). Works on any checkout whose step calls these module functions.
+    """
+    modules = {"layers": layers, "batchnorm": nn_batchnorm, "train": train}
+    clock = time.thread_time
+    net = build_network(D, hidden, dtype=dtype, seed=0, batch_norm=batch_norm)
+    opt = optim.SGD(net.params)
+    times: dict[str, list[float]] = {}
+    calls: dict[str, int] = {}
+    originals = []
+
+    def wrap(name, fn):
+        def timed(*args, **kwargs):
+            t0 = clock()
+            result = fn(*args, **kwargs)
+            calls[name] = calls.get(name, 0) + 1
+            key = f"{name} #{calls[name]}"
+            times.setdefault(key, []).append(clock() - t0)
+            return result
+        return timed
+
+    for mod_name, names in IN_STEP_FUNCS.items():
+        mod = modules[mod_name]
+        for name in names:
+            if mod is not None and hasattr(mod, name):
+                originals.append((mod, name, getattr(mod, name)))
+                setattr(mod, name, wrap(name, getattr(mod, name)))
+    originals.append((optim.SGD, "step", optim.SGD.step))
+    sgd_step = optim.SGD.step
+    optim.SGD.step = lambda self, params, grads, eta: wrap("SGD.step", sgd_step)(self, params, grads, eta)
+    rng = np.random.default_rng(1)
+    try:
+        whole = []
+        for s in range(steps + 5):
+            idx = rng.integers(0, len(X), BATCH)
+            calls.clear()
+            t0 = clock()
+            xb, yb = train.take_batch(X, y, idx, net.dtype)
+            _, _, grads = net.cost_and_grads(xb, yb, LAM)
+            opt.step(net.params, grads, ETA)
+            whole.append(clock() - t0)
+            if s == 4:  # warm-up steps out
+                times.clear()
+                whole.clear()
+    finally:
+        for mod, name, fn in originals:
+            setattr(mod, name, fn)
+    out = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+    out["(Python glue: step - passes)"] = statistics.median(whole) * 1e6 - sum(out.values())
+    out["step (CPU time)"] = statistics.median(whole) * 1e6
     return out
 
 
@@ -129,6 +203,33 @@ def gemm_us(net, xb, caches, dscores, repeats: int) -> float:
     return median_us(run, repeats)
 
 
+def print_table(cols, table, markdown: bool) -> None:
+    longest = max(cols, key=lambda c: len(table[c]))  # deepest model: its pass order
+    names = list(dict.fromkeys([*table[longest], *(k for c in cols for k in table[c])]))
+    if markdown:
+        print("| pass (µs) | " + " | ".join(cols) + " |")
+        print("|---|" + "---:|" * len(cols))
+        for n in names:
+            print(f"| {n} | " + " | ".join(f"{table[c][n]:,.0f}" if n in table[c] else "" for c in cols) + " |")
+    else:
+        w = max(map(len, names))
+        print(" " * w + "  " + "  ".join(f"{c:>18s}" for c in cols))
+        for n in names:
+            print(f"{n:<{w}s}  " + "  ".join(f"{table[c][n]:>18,.0f}" if n in table[c] else " " * 18
+                                             for c in cols))
+
+
+def load_rows(data: str | None, n: int = 10_000):
+    """(X float32 (n, D), y, description): the preprocessed split if present, else N(0, 1) rows."""
+    if data and (Path(data) / "X_train.npy").is_file():
+        X = np.array(np.load(Path(data) / "X_train.npy", mmap_mode="r")[:n], dtype=np.float32)
+        y = np.array(np.load(Path(data) / "y_train.npy", mmap_mode="r")[:n], dtype=np.int64)
+        return X, y, f"real images from {data} ({len(X):,} rows)"
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((n, D), dtype=np.float32), rng.integers(0, K, n),
+            f"synthetic N(0,1) rows ({n:,})")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=",".join(MODELS))
@@ -136,36 +237,43 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--in-step", action="store_true",
+                   help="time each pass inside real steps, in order (cold caches as in training; "
+                        "covers the batch-norm net) instead of each pass on its own")
+    p.add_argument("--data", default="results/data/search",
+                   help="--in-step: gather from this preprocessed split (synthetic rows if absent)")
     args = p.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     for m in models:
         if m not in MODELS:
             p.error(f"unknown model {m!r} (choose from {', '.join(MODELS)})")
     dtypes = [d for d in args.dtypes.split(",") if d]
-    print(f"# profile_step: {args.threads} thread(s), batch {BATCH}, median of {args.repeats}; "
+    mode = "in-step (thread CPU time)" if args.in_step else "each pass on its own"
+    print(f"# profile_step: {mode}, {args.threads} thread(s), batch {BATCH}, median of {args.repeats}; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     cols, table = [], {}
     reuse = getattr(nn_memory, "reuse_freed_memory", None) if nn_memory else None
     print(f"# allocator policy of train(): {'applied' if reuse and reuse() else 'absent (glibc default)'}")
+    if args.in_step:
+        X32, y, desc = load_rows(args.data)
+        print(f"# data: {desc}")
     with threadpool_limits(limits=args.threads):
         for dt in dtypes:
+            X = X32.astype(dt) if args.in_step else None
             for m in models:
+                if not args.in_step and m in BATCH_NORM:
+                    print(f"# {m}: batch-norm passes only with --in-step")
+                    continue
                 col = f"{m} {dt}"
                 cols.append(col)
-                table[col] = profile(MODELS[m], dt, args.repeats)
-    longest = max(cols, key=lambda c: len(table[c]))  # deepest model: its pass order
-    names = list(dict.fromkeys([*table[longest], *(k for c in cols for k in table[c])]))
-    if args.markdown:
-        print("| pass (µs) | " + " | ".join(cols) + " |")
-        print("|---|" + "---:|" * len(cols))
-        for n in names:
-            print(f"| {n} | " + " | ".join(f"{table[c][n]:,.0f}" if n in table[c] else "" for c in cols) + " |")
+                table[col] = (profile_in_step(MODELS[m], dt, m in BATCH_NORM, X, y, args.repeats)
+                              if args.in_step else profile(MODELS[m], dt, args.repeats))
+    if args.in_step:  # the k-th call of a function is a different layer in each model
+        for m in models:
+            print_table([c for c in cols if c.startswith(m + " ")], table, args.markdown)
+            print()
     else:
-        w = max(map(len, names))
-        print(" " * w + "  " + "  ".join(f"{c:>15s}" for c in cols))
-        for n in names:
-            print(f"{n:<{w}s}  " + "  ".join(f"{table[c][n]:>15,.0f}" if n in table[c] else " " * 15
-                                             for c in cols))
+        print_table(cols, table, args.markdown)
     print(f"# load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

@@ -104,3 +104,82 @@ def test_bench_batch_norm_baselines_agree_with_our_first_step(dtype, monkeypatch
         bench_epoch.check_agreement("bn", dtype, name, init, first, v.first_step(torch.from_numpy(batches[0])))
     with pytest.raises(torch_baselines.VariantUnavailable, match="batch norm"):
         torch_baselines.make_variant("inout-manual", ours.net.params, 3, dtype, Xt, yt, bench_epoch.LAM, bench_epoch.ETA)
+
+
+# ------------------------------------------------------------------ fused BLAS passes
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_blas_axpy_matches_numpy_and_leaves_x_alone(dtype, order, monkeypatch):
+    from handbackprop.nn import blas
+    x = np.asarray(RNG.normal(size=(400, 90)), dtype=dtype, order=order)  # above MIN_SIZE
+    y0 = np.asarray(RNG.normal(size=(400, 90)), dtype=dtype, order=order)
+    x_before = x.copy()
+    fast = y0.copy(order="K")
+    blas.axpy(-0.37, x, fast)
+    monkeypatch.setattr(blas, "ENABLED", False)
+    slow = y0.copy(order="K")
+    blas.axpy(-0.37, x, slow)
+    tol = 1e-6 if dtype == "float32" else 1e-15  # axpy may fuse the multiply-add: one rounding less
+    np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol)
+    assert not np.array_equal(fast, y0)
+    assert np.array_equal(x, x_before)
+
+
+def test_blas_axpy_falls_back_on_strided_and_mixed_inputs():
+    from handbackprop.nn import blas
+    y = RNG.normal(size=(300, 200))
+    x = RNG.normal(size=(200, 300)).T  # same shape, other layout: NumPy path
+    expected = y + 2.0 * x
+    blas.axpy(2.0, x, y)
+    np.testing.assert_allclose(y, expected, rtol=1e-15)
+    y32 = np.zeros((300, 200), np.float32)
+    blas.axpy(1.0, x, y32)  # float64 x into float32 y: NumPy path, cast on write
+    np.testing.assert_allclose(y32, x.astype(np.float32), rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gemm_tn_acc_accumulates_like_numpy(dtype):
+    from handbackprop.nn import blas
+    x = RNG.normal(size=(100, 307)).astype(dtype)
+    d = RNG.normal(size=(100, 61)).astype(dtype)
+    c0 = RNG.normal(size=(307, 61)).astype(dtype)
+    assert c0.size >= blas.MIN_SIZE  # the BLAS path, not the NumPy fallback
+    c = c0.copy()
+    blas.gemm_tn_acc(x, d, c)
+    ref = c0.astype(np.float64) + x.T.astype(np.float64) @ d.astype(np.float64)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(c, ref, rtol=tol, atol=tol)
+    cF = np.asfortranarray(c0)  # not C-contiguous: NumPy path, same sum
+    blas.gemm_tn_acc(x, d, cF)
+    np.testing.assert_allclose(cF, ref, rtol=tol, atol=tol)
+
+
+def test_affine_backward_accumulates_into_dW0_but_never_into_inputs():
+    from handbackprop.nn import layers
+    from handbackprop.nn import blas
+    x, W, dout = RNG.normal(size=(50, 400)), RNG.normal(size=(400, 60)), RNG.normal(size=(50, 60))
+    dW0 = RNG.normal(size=(400, 60))
+    assert dW0.size >= blas.MIN_SIZE
+    expected = dW0 + x.T @ dout
+    _, dW, db = layers.affine_backward(dout, (x, W, dW0.copy()))
+    np.testing.assert_allclose(dW, expected, rtol=1e-13)
+    np.testing.assert_allclose(db, dout.sum(axis=0), rtol=1e-13)
+    # An l2_grad returning W itself (no copy) must not let the GEMM overwrite the weights.
+    W_before = W.copy()
+    _, dW, _ = layers.affine_backward(dout, (x, W, W))
+    assert np.array_equal(W, W_before)
+    np.testing.assert_allclose(dW, W + x.T @ dout, rtol=1e-13)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_network_gradients_same_with_and_without_blas(batch_norm, monkeypatch):
+    """The fused passes change where sums happen, not the gradient: float64 to 1e-14."""
+    from handbackprop.nn import blas
+    net = build_network(3072, [60, 40], dtype="float64", seed=3, batch_norm=batch_norm)
+    X, y = RNG.normal(size=(100, 3072)), RNG.integers(0, 10, 100)
+    _, reg_fast, fast = net.cost_and_grads(X, y, 1e-2, update_stats=False)
+    monkeypatch.setattr(blas, "ENABLED", False)
+    _, reg_slow, slow = net.cost_and_grads(X, y, 1e-2, update_stats=False)
+    assert reg_fast == reg_slow
+    for k in slow:
+        np.testing.assert_allclose(fast[k], slow[k], rtol=1e-14, atol=1e-14 * np.abs(slow[k]).max())

@@ -43,12 +43,13 @@ def batchnorm_forward(s, gamma, beta, eps=EPS):
     n = s.shape[0]
     if n < 2:
         raise ValueError(f"batch norm in training mode needs a batch of at least 2 rows, got {n}")
-    mu = s.mean(axis=0)  # (H,)
-    centred = s - mu  # (N, H)
-    var = (centred * centred).mean(axis=0)  # (H,) biased, as torch normalises
+    mu = s.sum(axis=0) / n  # (H,)
+    s_hat = s - mu  # (N, H), centred; normalised in place below
+    var = np.einsum("nh,nh->h", s_hat, s_hat) / n  # (H,) biased, as torch normalises
     inv_std = 1.0 / np.sqrt(var + eps)  # (H,)
-    s_hat = centred * inv_std  # (N, H)
-    out = s_hat * gamma + beta  # (N, H)
+    s_hat *= inv_std
+    out = s_hat * gamma  # (N, H)
+    out += beta
     return out, (s_hat, gamma, inv_std), (mu, var)
 
 
@@ -63,8 +64,13 @@ def batchnorm_backward(dout, cache):
     s_hat, gamma, inv_std = cache
     n = dout.shape[0]
     dbeta = dout.sum(axis=0)  # (H,)
-    dgamma = (dout * s_hat).sum(axis=0)  # (H,)
-    ds = (gamma * inv_std / n) * (n * dout - dbeta - s_hat * dgamma)  # (N, H)
+    dgamma = np.einsum("nh,nh->h", dout, s_hat)  # (H,) without an (N, H) temporary
+    # The same formula as inv_std * γ * (dout - Σdout/N - ŝ Σ(dout ŝ)/N), in place
+    # on one (N, H) array: every NumPy call here runs cache-cold after the GEMMs.
+    ds = s_hat * (dgamma / -n)  # (N, H)
+    ds += dout
+    ds -= dbeta / n
+    ds *= gamma * inv_std
     return ds, dgamma, dbeta
 
 

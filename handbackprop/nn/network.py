@@ -134,8 +134,9 @@ class Network:
                 if drop_cache is not None:
                     dh = layers.dropout_backward(dh, drop_cache)
                 dh = layers.relu_backward(dh, relu_cache)
-            dh, dW, db = layers.affine_backward(dh, affine_cache, need_dx=i > 1)
-            dW += layers.l2_grad(self.params[f"W{i}"], lam)
+            # dW = 2λW + xᵀ dh: the GEMM accumulates onto the L2 term (no separate add pass)
+            l2 = layers.l2_grad(self.params[f"W{i}"], lam)
+            dh, dW, db = layers.affine_backward(dh, (*affine_cache, l2), need_dx=i > 1)
             grads[f"W{i}"] = dW
             grads[f"b{i}"] = db
         return grads
@@ -259,8 +260,9 @@ class Network:
     def backward_bn(self, dscores, caches, lam: float) -> dict[str, np.ndarray]:
         """`backward` of a batch-norm network; needs the caches of a training forward."""
         L = self.n_layers
-        dh, dW, db = layers.affine_backward(dscores, caches[L - 1][0])
-        grads = {f"W{L}": dW + layers.l2_grad(self.params[f"W{L}"], lam), f"b{L}": db}
+        l2 = layers.l2_grad(self.params[f"W{L}"], lam)  # dW accumulates onto it (see backward)
+        dh, dW, db = layers.affine_backward(dscores, (*caches[L - 1][0], l2))
+        grads = {f"W{L}": dW, f"b{L}": db}
         for i in range(L - 1, 0, -1):
             affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
             if bn_cache is None:
@@ -270,8 +272,9 @@ class Network:
                 dh = layers.dropout_backward(dh, drop_cache)
             dh = layers.relu_backward(dh, relu_cache)
             ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
-            dh, dW, _ = layers.affine_backward(ds, affine_cache, need_dx=i > 1)
-            grads[f"W{i}"] = dW + layers.l2_grad(self.params[f"W{i}"], lam)
+            l2 = layers.l2_grad(self.params[f"W{i}"], lam)
+            dh, dW, _ = layers.affine_backward(ds, (*affine_cache, l2), need_dx=i > 1)
+            grads[f"W{i}"] = dW
         return grads
 
     # ------------------------------------------------------------ save/load

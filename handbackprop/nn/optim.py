@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import blas
+
 
 class SGD:
-    """p <- p - eta * g."""
+    """p <- p - eta * g (one BLAS axpy pass per parameter where available: `blas.axpy`)."""
 
     def __init__(self, params: dict[str, np.ndarray]):
         pass
 
     def step(self, params, grads, eta: float):
         for k, p in params.items():
-            p -= eta * grads[k]
+            blas.axpy(-eta, grads[k], p)
 
 
 class Nesterov:
@@ -28,7 +30,8 @@ class Nesterov:
             v = self.v[k]
             v *= self.mu
             v += grads[k]
-            p -= eta * (grads[k] + self.mu * v)
+            blas.axpy(-eta, grads[k], p)  # p -= eta (g + mu v), as two one-pass updates
+            blas.axpy(-eta * self.mu, v, p)
 
 
 class Adam:
