@@ -728,3 +728,9 @@ def test_lr_range_section_table_and_curves(quick_results, sec, md, run_config, d
         verticals = {round(float(ln.get_xdata()[0]), 15) for ln in acc_ax.lines[2:]}
         assert {round(b["peak_eta"], 15), round(b["eta_max"], 15), round(b["eta_min"], 15)} <= verticals
         assert acc_ax.get_xscale() == "log"
+
+
+def test_arch_names_the_initialisation():
+    from handbackprop.report.render import arch
+    assert arch({"hidden": [10, 10], "init": "he"}) == "hidden 10-10, He init"
+    assert arch({"hidden": [10], "batch_norm": True, "init": 1e-3}) == "hidden 10, batch norm, init σ 0.001"

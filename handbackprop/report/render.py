@@ -84,7 +84,9 @@ def arch(spec: dict) -> str:
     words = [f"hidden {'-'.join(map(str, spec['hidden']))}" if spec.get("hidden") else "linear"]
     if spec.get("batch_norm"):
         words.append("batch norm")
-    if spec.get("init") is not None:
+    if spec.get("init") == "he":
+        words.append("He init")
+    elif spec.get("init") is not None:
         words.append(f"init σ {spec['init']:g}")
     if spec.get("dropout"):
         words.append(f"dropout {spec['dropout']}")
