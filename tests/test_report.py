@@ -498,6 +498,7 @@ def test_audit_rescored_every_run_of_every_kind_and_the_report_says_so(quick_res
         return len([p for p in quick_results.glob(pattern) if not read(p).get("diverged")])
     expected = {"search": trained("search/**/metrics.json"), "final": trained("final/**/metrics.json"),
                 "ablation": trained("bonus/ablation/**/metrics.json"),
+                "recipe": trained("bonus/recipe/**/metrics.json"),
                 "aug": trained("bonus/aug_vs_lambda/**/metrics.json"),
                 "init": trained("bonus/init_sensitivity/**/metrics.json")}
     assert {k["kind"]: k["checked"] for k in mc["by_kind"]} == {k: n for k, n in expected.items() if n}

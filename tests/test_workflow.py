@@ -62,9 +62,16 @@ def test_quick_profile_produces_every_stage(quick_results):
     assert {(row["batch_norm"], row["sigma"]) for row in init["rows"]} == {
         (True, 0.1), (True, 1e-4), (False, 0.1), (False, 1e-4)}
     assert init["statement"].startswith("Initialisation sensitivity")
+    # The bonus finals train the recipe the recipe search chose; the ablation switches off the
+    # improvements that recipe uses (dropout only when the chosen recipe has it).
+    recipe = json.loads((r / "bonus" / "recipe.json").read_text())
+    assert recipe["chosen"] in {row["candidate"] for row in recipe["rows"]} and len(recipe["rows"]) >= 2
+    final_spec = json.loads((r / "final" / "bonus" / "seed1" / "metrics.json").read_text())["spec"]
+    assert all(final_spec[k] == v for k, v in recipe["recipe"].items())
     abl = json.loads((r / "bonus" / "ablation.json").read_text())
-    assert {"all", "all + ensemble", "all_off", "no_dropout", "no_augmentation"} <= {
-        row["variant"] for row in abl["rows"]}
+    variants = {row["variant"] for row in abl["rows"]}
+    assert {"all", "all + ensemble", "all_off", "no_augmentation"} <= variants
+    assert ("no_dropout" in variants) == (final_spec["dropout"] > 0)
     avl = json.loads((r / "bonus" / "aug_vs_lambda.json").read_text())
     shift = avl["shift"]
     assert shift["verdict"] in {"smaller", "larger", "no shift detectable at this budget"}
@@ -248,8 +255,10 @@ def test_rerunning_the_finals_does_not_rerun_the_bonus_experiments(quick_run):
 def test_every_training_job_trains_at_its_range_tests_eta_or_the_fixed_one(quick_results):
     cfg = yaml.safe_load((REPO_CONFIG).read_text())
     quick = yaml.safe_load(QUICK.read_text())
-    fixed = {m for m, spec in {**cfg["models"], **quick["models"]}.items() if "eta_max" in spec}
-    assert fixed == {"bonus"}
+    fixed = {m: quick["models"].get(m, {}).get("eta_max", cfg["models"][m].get("eta_max"))
+             for m in cfg["models"]
+             if "eta_max" in cfg["models"][m] or "eta_max" in quick["models"].get(m, {})}
+    assert set(fixed) == {"bonus", "deep3", "deep9", "deep9_nobn"}
     ranges = {p.stem: json.loads(p.read_text()) for p in (quick_results / "lr_range").glob("*.json")}
     assert set(ranges) == {"linear", "mlp50", "bonus", "deep3", "deep9", "deep9_nobn"}
     for name, r in ranges.items():
@@ -263,7 +272,7 @@ def test_every_training_job_trains_at_its_range_tests_eta_or_the_fixed_one(quick
         tc = m["train_config"]
         assert (m["eta"]["suggested_eta_min"], m["eta"]["suggested_eta_max"]) == (b["eta_min"], b["eta_max"])
         if range_model in fixed:
-            assert m["eta_source"] == "config" and tc["eta_max"] == 0.02 != b["eta_max"]
+            assert m["eta_source"] == "config" and tc["eta_max"] == fixed[range_model]
         else:
             assert m["eta_source"] == "range_test"
             assert (tc["eta_min"], tc["eta_max"]) == (b["eta_min"], b["eta_max"])
