@@ -4,7 +4,7 @@ Run by tests/slurm/run_slurm_test.sh, which brings up a single-node SLURM and se
 `pytest -m slurm` alone skips unless `sinfo` reaches a cluster with an idle node.
 
 A subset of the quick profile runs through profiles/slurm -- data, the three gates, the linear
-model's coarse and fine lambda searches, its final runs and their summary (19 jobs) -- and the
+model's range test, coarse and fine lambda searches, final runs and summary (20 jobs) -- and the
 same targets run locally with --cores 2. Every output file is then compared:
 
 * JSON: equal after canonical re-serialisation (floats compared through their exact repr);
@@ -49,7 +49,7 @@ RESULTS = Path("results") / "quick"
 TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
 # The rules those targets pull in; each must have run as a SLURM job.
 EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "gate_gradcheck", "gate_overfit",
-                  "gate_trajectory", "coarse_run", "search_table", "fine_run",
+                  "gate_trajectory", "lr_range", "coarse_run", "search_table", "fine_run",
                   "final_run", "final_summary"}
 TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean", "eval_seconds", "step_seconds", "eval_fraction"}
 TIMING_COLUMNS = {"seconds"}
@@ -145,7 +145,7 @@ def local_run(runs):
 def test_jobs_ran_under_slurm(slurm_run):
     workdir, log = slurm_run
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
-    assert len(submitted) == 19, f"expected 19 SLURM submissions, saw {len(submitted)}:\n{log[-3000:]}"
+    assert len(submitted) == 20, f"expected 20 SLURM submissions, saw {len(submitted)}:\n{log[-3000:]}"
     assert "Rule: " in log and "localrule" not in log, "a job ran on the submitting host"
     slurm_ids = set(submitted.values())
     assert len(slurm_ids) == len(submitted), "two jobs share a SLURM job id"
