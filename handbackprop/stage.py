@@ -13,6 +13,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from . import code_hashes
 from .nn import code_hash
 
 
@@ -126,3 +127,17 @@ def require_verified(evidence_paths) -> str:
                 f"({str(ev.get('code_hash'))[:12]} in {p}); rerun the gates "
                 f"(snakemake --forcerun gate_gradcheck gate_overfit gate_trajectory)")
     return current
+
+
+# The code groups that shape a training result (the report's code does not).
+SHAPING_GROUPS = ("data", "model", "study")
+
+
+def still_verified(verified_hash: str) -> dict:
+    """After a job trained: the model code is still the code the gates verified (an edit while
+    it ran would make its result unverified); returns the provenance a result records,
+    {code_hash, code_hashes} with the hash of every group that shapes it."""
+    if code_hash() != verified_hash:
+        raise UnverifiedCode("the model code changed while this job ran")
+    return {"code_hash": verified_hash,
+            "code_hashes": {g: h for g, h in code_hashes().items() if g in SHAPING_GROUPS}}

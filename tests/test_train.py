@@ -78,6 +78,15 @@ def test_training_refuses_code_the_gates_did_not_verify(tmp_path):
         stage.require_verified([failed])
 
 
+def test_a_result_records_the_verified_hash_and_refuses_code_changed_while_it_ran():
+    from handbackprop import code_hashes
+    prov = stage.still_verified(code_hash())
+    assert prov["code_hash"] == code_hash()
+    assert prov["code_hashes"] == {g: code_hashes()[g] for g in ("data", "model", "study")}
+    with pytest.raises(stage.UnverifiedCode, match="changed while this job ran"):
+        stage.still_verified("0" * 64)
+
+
 def _diverge(lam, eta_max, optimizer="sgd"):
     """Train the small net of run() with these settings; the TrainingDiverged raised, or None."""
     X, y = blobs()

@@ -10,18 +10,13 @@ stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
-    from handbackprop import code_hashes
     from handbackprop.atomic import write_json, write_text
-    from handbackprop.nn import code_hash
     from handbackprop.study import lr_range
 
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
     result = lr_range.run(Path(sm.input.stats).parent, sm.params.spec, sm.params.settings,
                           sm.params.dtype, sm.wildcards.model, log=print)
-    if code_hash() != verified_hash:
-        raise stage.UnverifiedCode("the model code changed while this job ran")
-    result.update(code_hash=verified_hash, threads=sm.threads, rule=sm.rule,
-                  code_hashes={g: h for g, h in code_hashes().items() if g in ("data", "model", "study")})
+    result.update(**stage.still_verified(verified_hash), threads=sm.threads, rule=sm.rule)
     write_text(sm.output.csv, lr_range.curve_csv(result))
     write_json(sm.output.json, result)

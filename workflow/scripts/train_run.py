@@ -10,24 +10,18 @@ stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
-    from handbackprop import code_hashes
-    from handbackprop.nn import code_hash
     from handbackprop.runfiles import write_run
     from handbackprop.study import lr_range, runs
 
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
-    spec = runs.with_recipe(sm.params.spec, sm.input.get("recipe") or None, sm.params.switches)
+    spec = runs.with_recipe(sm.params.spec, sm.input.get("recipe"), sm.params.switches)
     # η_min/η_max: the model's range test, or fixed in config.yaml (recorded beside the suggestion)
     spec, eta = lr_range.apply_eta(spec, sm.input.eta, sm.params.eta_source)
     net, result, metrics = runs.run(
         Path(sm.input.stats).parent, spec, float(sm.params.lam), sm.params.cycles,
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
         record_divergence=sm.params.record_divergence, snapshots=sm.params.snapshots, log=print)
-    if code_hash() != verified_hash:
-        raise stage.UnverifiedCode("the model code changed while this job ran")
-    # The code groups that shape a training result (the report's code does not).
-    shaped_by = {g: h for g, h in code_hashes().items() if g in ("data", "model", "study")}
-    metrics.update(eta_source=eta["eta_source"], eta=eta, code_hash=verified_hash,
-                   code_hashes=shaped_by, threads=sm.threads, rule=sm.rule, wildcards=dict(sm.wildcards.items()))
+    metrics.update(eta_source=eta["eta_source"], eta=eta, **stage.still_verified(verified_hash),
+                   threads=sm.threads, rule=sm.rule, wildcards=dict(sm.wildcards.items()))
     write_run(dict(sm.output.items()), net, result, metrics)
