@@ -6,8 +6,8 @@ objective, weights and batches, and against a GEMM-only roofline.
 For every dtype x BLAS threads x model row:
 
 * ours     - the hot loop of ``handbackprop.nn.train.train``: ``take_batch``
-             (gather with a shuffled index), ``net.cost_and_grads``,
-             ``optim.SGD.step``;
+             (gather with a shuffled index), ``train_step`` (forward, backward,
+             and SGD with each weight's update folded into its gradient GEMM);
 * torch    - the variants in ``torch_baselines.py`` (nn.Linear layout with
              fused addmm, L2 as weight_decay on the weights only, fused SGD,
              torch.compile, and the old (in, out) loop), each first checked to
@@ -35,6 +35,7 @@ computes, and nothing about speed.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import platform
@@ -55,7 +56,7 @@ for path in (REPO, Path(__file__).resolve().parent):
 import torch_baselines  # noqa: E402
 from handbackprop.nn import memory, optim  # noqa: E402
 from handbackprop.nn.network import build_network  # noqa: E402
-from handbackprop.nn.train import TrainConfig, take_batch, train  # noqa: E402
+from handbackprop.nn.train import TrainConfig, take_batch, train, train_step  # noqa: E402
 
 D = 3072
 K = 10
@@ -122,16 +123,14 @@ class Ours:
         net, opt, X, y = self.net, self.opt, self.X, self.y
         for idx in batches:
             xb, yb = take_batch(X, y, idx, net.dtype)
-            loss, reg, grads = net.cost_and_grads(xb, yb, LAM)
-            opt.step(net.params, grads, ETA)
+            train_step(net, opt, xb, yb, LAM, ETA)  # the step exactly as train() runs it
 
     def first_step(self, idx):
-        """Cost before the update and the parameters after it, on a copy of the weights."""
+        """Cost before the update and the parameters after it, on a copy of the network."""
         xb, yb = take_batch(self.X, self.y, idx, self.net.dtype)
-        loss, reg, grads = self.net.cost_and_grads(xb, yb, LAM)
-        after = {k: v.copy() for k, v in self.net.params.items()}
-        optim.SGD(after).step(after, grads, ETA)
-        return loss + reg, after
+        net = copy.deepcopy(self.net)
+        loss, reg = train_step(net, optim.SGD(net.params), xb, yb, LAM, ETA)
+        return loss + reg, net.params
 
 
 def check_agreement(model, dtype, variant_name, init, ours, theirs):

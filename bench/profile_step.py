@@ -16,6 +16,7 @@ effects between passes).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import resource
 import statistics
@@ -98,18 +99,26 @@ def profile(hidden, dtype, repeats: int, n_rows: int = 10_000, seed: int = 0) ->
         out[f"l2_grad {i}"] = median_us(lambda: layers.l2_grad(W, LAM), repeats)
         acc = layers.l2_grad(W, LAM)  # dW accumulates onto the L2 term, as Network.backward does
         out[f"affine_backward {i}"] = median_us(
-            lambda: layers.affine_backward(d_aff, (*affine_cache, acc), need_dx=i > 1), repeats)
+            lambda: layers.affine_backward(d_aff, affine_cache, need_dx=i > 1, acc=(acc, 1.0, 1.0)),
+            repeats)
+        W_scratch = W.copy()  # the SGD step folded into the GEMM, as train_step runs it
+        out[f"affine_backward {i}, fused SGD step"] = median_us(
+            lambda: layers.affine_backward(d_aff, affine_cache, need_dx=i > 1,
+                                           acc=(W_scratch, -ETA, 1.0 - 2 * LAM * ETA)), repeats)
         dh, _, _ = layers.affine_backward(d_aff, affine_cache, need_dx=i > 1)
     # The update on a scratch copy so repeats do not walk the weights away.
     scratch = {k: v.copy() for k, v in net.params.items()}
     out["SGD.step"] = median_us(lambda: opt.step(scratch, grads, ETA), repeats)
 
+    scratch_net = copy.deepcopy(net)  # the whole step updates its weights: not the profiled ones
+    scratch_opt = optim.SGD(scratch_net.params)
+
     def step():
         xb_, yb_ = train.take_batch(X, y, idx, net.dtype)
-        _, _, g = net.cost_and_grads(xb_, yb_, LAM)
-        opt.step(scratch, g, ETA)  # scratch: same work, weights the profile keeps fixed
+        train.train_step(scratch_net, scratch_opt, xb_, yb_, LAM, ETA)
 
-    out["sum of passes"] = sum(out.values())
+    # the unfused passes (gradient, then update); the fused rows show what train_step runs instead
+    out["sum of passes"] = sum(v for k, v in out.items() if "fused" not in k)
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     out["step (as train() runs it)"] = median_us(step, repeats)
     # Not µs: minor page faults per step (glibc returning and re-mapping freed temporaries).
@@ -171,8 +180,7 @@ def profile_in_step(hidden, dtype, batch_norm: bool, X, y, steps: int) -> dict[s
             calls.clear()
             t0 = clock()
             xb, yb = train.take_batch(X, y, idx, net.dtype)
-            _, _, grads = net.cost_and_grads(xb, yb, LAM)
-            opt.step(net.params, grads, ETA)
+            train.train_step(net, opt, xb, yb, LAM, ETA)
             whole.append(clock() - t0)
             if s == 4:  # warm-up steps out
                 times.clear()

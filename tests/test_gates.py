@@ -35,7 +35,8 @@ EXPECTED = {
     "dropout_mask_missing_in_backward": ({"gradcheck", "trajectory"}, {"overfit"}),  # no dropout there
     "loss_summed_not_averaged": ({"gradcheck", "trajectory"}, set()),
     "labels_out_of_step": ({"overfit", "trajectory"}, TRAINING_LOOP_ONLY),
-    "learning_rate_not_applied": ({"trajectory"}, TRAINING_LOOP_ONLY),
+    "learning_rate_not_applied": ({"trajectory"}, TRAINING_LOOP_ONLY),  # biases (SGD.step)
+    "weight_step_ignores_eta": ({"trajectory"}, TRAINING_LOOP_ONLY),  # weights (the fused GEMM step)
     "schedule_off_by_one_step": ({"trajectory"}, TRAINING_LOOP_ONLY),
     "schedule_half_cycle_phase": ({"trajectory"}, TRAINING_LOOP_ONLY),
     # gradcheck draws its own point and the trajectory's two sides share their start; but

@@ -138,37 +138,101 @@ def test_blas_axpy_falls_back_on_strided_and_mixed_inputs():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gemm_tn_acc_accumulates_like_numpy(dtype):
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-0.03, 0.9994)])
+def test_gemm_tn_update_matches_numpy(dtype, alpha, beta):
+    """c = beta c + alpha xᵀd: the L2-gradient accumulation (1, 1) and the fused SGD step."""
     from handbackprop.nn import blas
     x = RNG.normal(size=(100, 307)).astype(dtype)
     d = RNG.normal(size=(100, 61)).astype(dtype)
     c0 = RNG.normal(size=(307, 61)).astype(dtype)
     assert c0.size >= blas.MIN_SIZE  # the BLAS path, not the NumPy fallback
     c = c0.copy()
-    blas.gemm_tn_acc(x, d, c)
-    ref = c0.astype(np.float64) + x.T.astype(np.float64) @ d.astype(np.float64)
+    blas.gemm_tn_update(x, d, c, alpha, beta)
+    ref = beta * c0.astype(np.float64) + alpha * (x.T.astype(np.float64) @ d.astype(np.float64))
     tol = 1e-4 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(c, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(c, ref, rtol=tol, atol=tol * abs(alpha))
+    assert not np.allclose(c, c0)
     cF = np.asfortranarray(c0)  # not C-contiguous: NumPy path, same sum
-    blas.gemm_tn_acc(x, d, cF)
-    np.testing.assert_allclose(cF, ref, rtol=tol, atol=tol)
+    blas.gemm_tn_update(x, d, cF, alpha, beta)
+    np.testing.assert_allclose(cF, ref, rtol=tol, atol=tol * abs(alpha))
+    small = c0[:20, :20].copy()  # below MIN_SIZE: NumPy path
+    blas.gemm_tn_update(x[:, :20], d[:, :20], small, alpha, beta)
+    np.testing.assert_allclose(small, ref_small := beta * c0[:20, :20].astype(np.float64)
+                               + alpha * (x[:, :20].T.astype(np.float64) @ d[:, :20]), rtol=tol,
+                               atol=tol * abs(alpha))
+    assert ref_small.shape == (20, 20)
 
 
-def test_affine_backward_accumulates_into_dW0_but_never_into_inputs():
+def test_affine_backward_accumulates_into_acc_but_never_into_inputs():
     from handbackprop.nn import layers
     from handbackprop.nn import blas
     x, W, dout = RNG.normal(size=(50, 400)), RNG.normal(size=(400, 60)), RNG.normal(size=(50, 60))
     dW0 = RNG.normal(size=(400, 60))
     assert dW0.size >= blas.MIN_SIZE
     expected = dW0 + x.T @ dout
-    _, dW, db = layers.affine_backward(dout, (x, W, dW0.copy()))
+    _, dW, db = layers.affine_backward(dout, (x, W), acc=(dW0.copy(), 1.0, 1.0))
     np.testing.assert_allclose(dW, expected, rtol=1e-13)
     np.testing.assert_allclose(db, dout.sum(axis=0), rtol=1e-13)
-    # An l2_grad returning W itself (no copy) must not let the GEMM overwrite the weights.
-    W_before = W.copy()
-    _, dW, _ = layers.affine_backward(dout, (x, W, W))
-    assert np.array_equal(W, W_before)
-    np.testing.assert_allclose(dW, W + x.T @ dout, rtol=1e-13)
+    # An acc overlapping the inputs is never written: the sum is formed out of place.
+    buf = RNG.normal(size=(400, 110))
+    C, x_shared = buf[:, :60], buf[:, 60:].T  # (400, 60) and (50, 400) in one buffer
+    buf_before = buf.copy()
+    _, dW, _ = layers.affine_backward(dout, (x_shared, W), acc=(C, 1.0, 1.0))
+    assert np.array_equal(buf, buf_before)
+    np.testing.assert_allclose(dW, buf_before[:, :60] + x_shared.T @ dout, rtol=1e-13)
+
+
+def test_affine_backward_fused_step_forms_dx_from_the_old_weights():
+    """acc = (W, -η, 1 - 2λη) updates W in place; dx must still be doutᵀ-product with the W
+    the forward used."""
+    from handbackprop.nn import layers
+    x, W, dout = RNG.normal(size=(50, 400)), RNG.normal(size=(400, 60)), RNG.normal(size=(50, 60))
+    W0 = W.copy()
+    eta, lam = 0.05, 1e-2
+    dx, W_new, _ = layers.affine_backward(dout, (x, W), acc=(W, -eta, 1 - 2 * lam * eta))
+    assert W_new is W
+    np.testing.assert_allclose(dx, dout @ W0.T, rtol=1e-13)
+    np.testing.assert_allclose(W, W0 - eta * (2 * lam * W0 + x.T @ dout), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_sgd_step_equals_gradient_then_update(batch_norm, dropout):
+    """train_step with SGD (weights updated inside their GEMMs) against the unfused step:
+    cost_and_grads, then SGD.step on every parameter. float64, three steps, to 1e-13."""
+    from handbackprop.nn import layers
+    from handbackprop.nn.train import train_step
+    fused = build_network(3072, [60, 40], dropout=dropout, dtype="float64", seed=3,
+                          batch_norm=batch_norm)
+    plain = build_network(3072, [60, 40], dropout=dropout, dtype="float64", seed=3,
+                          batch_norm=batch_norm)
+    opt_f, opt_p = optim.SGD(fused.params), optim.SGD(plain.params)
+    lam, rng = 1e-2, np.random.default_rng(5)
+    for step, eta in enumerate([0.01, 0.05, 0.1]):
+        X, y = rng.normal(size=(100, 3072)), rng.integers(0, 10, 100)
+        masks = fused.draw_masks(np.random.default_rng(step), 100)
+        loss_f, reg_f = train_step(fused, opt_f, X, y, lam, eta, masks)
+        loss_p, reg_p, grads = plain.cost_and_grads(X, y, lam, masks)
+        assert set(grads) == set(plain.params)
+        opt_p.step(plain.params, grads, eta)
+        assert loss_f == pytest.approx(loss_p, rel=1e-13) and reg_f == pytest.approx(reg_p, rel=1e-13)
+        for k in plain.params:
+            np.testing.assert_allclose(fused.params[k], plain.params[k], rtol=1e-12,
+                                       atol=1e-13 * np.abs(plain.params[k]).max(), err_msg=k)
+        for k in plain.state:
+            np.testing.assert_allclose(fused.state[k], plain.state[k], rtol=1e-13)
+    moved = plain.params["W1"] - build_network(3072, [60, 40], dtype="float64", seed=3,
+                                               batch_norm=batch_norm).params["W1"]
+    assert np.abs(moved).max() > 1e-4  # the steps did move the weights
+    # the L2 factor both paths share: a step at lam = 0 must differ from one at lam = 1e-2
+    assert layers.l2_scale(lam) == 2 * lam
+
+
+def test_fused_weight_step_only_for_plain_sgd():
+    params = _params({"W1": (6, 4), "b1": (4,)})
+    assert optim.SGD(params).weight_step(0.1, 0.01) == pytest.approx((-0.1, 1 - 0.002))
+    assert optim.make_optimizer("nesterov", params).weight_step(0.1, 0.01) is None
+    assert optim.make_optimizer("adam", params).weight_step(0.1, 0.01) is None
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])

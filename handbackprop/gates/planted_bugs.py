@@ -68,8 +68,8 @@ _orig_init = network.Network.init_params
 _orig_streams = train.random_streams
 
 
-def _bias_not_summed(dout, cache, need_dx=True):
-    dx, dW, _ = _orig_affine_backward(dout, cache, need_dx)
+def _bias_not_summed(dout, cache, need_dx=True, acc=None):
+    dx, dW, _ = _orig_affine_backward(dout, cache, need_dx, acc)
     return dx, dW, dout[0].copy()
 
 
@@ -84,8 +84,12 @@ def _labels_out_of_step(X, y, idx, dtype):
 
 
 def _sgd_without_eta(self, params, grads, eta):
-    for k, p in params.items():
-        p -= grads[k]
+    for k, g in grads.items():
+        params[k] -= g
+
+
+def _weight_step_without_eta(self, eta, lam):
+    return -1.0, 1.0 - layers.l2_scale(lam)  # the fused weight step of the raw gradient
 
 
 def _schedule_off_by_one(step, eta_min, eta_max, n_s):
@@ -268,9 +272,9 @@ CATALOGUE = [
     Bug("relu_derivative_wrong", "ReLU backward passes the gradient everywhere (derivative 1)",
         _patch(layers, "relu_backward", lambda dout, cache: dout)),
     Bug("l2_grad_missing_factor_2", "L2 gradient lam*W instead of 2*lam*W",
-        _patch(layers, "l2_grad", lambda W, lam: lam * W)),
+        _patch(layers, "l2_scale", lambda lam: lam)),
     Bug("l2_grad_added_twice", "L2 gradient added twice (4*lam*W)",
-        _patch(layers, "l2_grad", lambda W, lam: 4.0 * lam * W)),
+        _patch(layers, "l2_scale", lambda lam: 4.0 * lam)),
     Bug("bias_grad_not_summed", "bias gradient from the first sample only, not summed over the batch",
         _patch(layers, "affine_backward", _bias_not_summed)),
     Bug("dropout_mask_missing_in_backward", "dropout backward ignores the mask",
@@ -281,6 +285,9 @@ CATALOGUE = [
         _patch(train, "take_batch", _labels_out_of_step)),
     Bug("learning_rate_not_applied", "SGD update ignores eta (step of the raw gradient)",
         _patch(optim.SGD, "step", _sgd_without_eta)),
+    Bug("weight_step_ignores_eta", "SGD step folded into the weight GEMM ignores eta "
+        "(weights step by the raw gradient)",
+        _patch(optim.SGD, "weight_step", _weight_step_without_eta)),
     Bug("schedule_off_by_one_step", "cyclical learning rate evaluated one step ahead",
         _patch(schedule, "cyclic_lr", _schedule_off_by_one)),
     Bug("schedule_half_cycle_phase", "schedule starts at eta_max (phase off by half a cycle)",

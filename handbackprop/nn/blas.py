@@ -1,5 +1,5 @@
 """Fused updates through the OpenBLAS that NumPy itself ships and calls for its GEMMs:
-y += a * x in one pass (axpy), and C += Aᵀ B as one GEMM with β = 1.
+y += a * x in one pass (axpy), and C = βC + α AᵀB as one GEMM.
 
 NumPy has no fused multiply-add of two arrays: ``p -= eta * g`` writes the
 temporary ``eta * g`` (a read and a write of a weight-sized array) before the
@@ -13,6 +13,9 @@ so it follows the same ``threadpoolctl`` limits as NumPy's GEMMs.
 The same holds for dW = xᵀ dout followed by dW += 2λW: a GEMM that accumulates
 into the L2 term (β = 1) replaces the separate add, a read of two and a write of
 one weight-sized array (3072x500: 5.6 -> 5.0 ms float32, 10.7 -> 9.5 ms float64).
+With plain SGD the GEMM goes one step further and writes the update itself,
+W <- (1 - 2λη) W - η xᵀ dout (β = 1 - 2λη, α = -η): no gradient array, no 2λW
+array, no separate update pass (`train.train_step`).
 
 Anything else — another NumPy build, a non-contiguous or small array, mixed
 dtypes — takes the plain NumPy expression, which computes the same values up to
@@ -79,11 +82,15 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
     y += a * x
 
 
-def gemm_tn_acc(x: np.ndarray, dout: np.ndarray, c: np.ndarray) -> None:
-    """In place: c += xᵀ dout, for x (N, D_in), dout (N, D_out), c (D_in, D_out).
-    One BLAS GEMM with β = 1 when c is large and all three are C-contiguous of one
-    float dtype; NumPy (a GEMM, then an add) otherwise: for a small c (the output
-    layer) the add is cheap and NumPy's call is ~9 µs quicker than the ctypes one."""
+def gemm_tn_update(x: np.ndarray, dout: np.ndarray, c: np.ndarray, alpha: float = 1.0,
+                   beta: float = 1.0) -> None:
+    """In place: c = beta * c + alpha * xᵀ dout, for x (N, D_in), dout (N, D_out), c (D_in, D_out).
+
+    One BLAS GEMM when c is large and all three are C-contiguous of one float dtype. The
+    network uses it two ways: c = 2λW, α = β = 1 (the weight gradient with its L2 term, no
+    separate add), and c = W, α = -η, β = 1 - 2λη (the SGD step itself, no gradient array).
+    NumPy otherwise (a GEMM, then the scaled add): for a small c (the output layer) those
+    passes are cheap and NumPy's call is ~9 µs quicker than the ctypes one."""
     if (ENABLED and c.size >= MIN_SIZE and available() and x.dtype == dout.dtype == c.dtype
             and c.dtype in _gemm
             and x.ndim == dout.ndim == c.ndim == 2 and x.shape[0] == dout.shape[0]
@@ -92,7 +99,13 @@ def gemm_tn_acc(x: np.ndarray, dout: np.ndarray, c: np.ndarray) -> None:
             and not np.may_share_memory(c, x) and not np.may_share_memory(c, dout)):
         n, d_in = x.shape
         d_out = dout.shape[1]
-        _gemm[c.dtype](_ROW_MAJOR, _TRANS, _NO_TRANS, d_in, d_out, n, 1.0, x.ctypes.data, d_in,
-                       dout.ctypes.data, d_out, 1.0, c.ctypes.data, d_out)
+        _gemm[c.dtype](_ROW_MAJOR, _TRANS, _NO_TRANS, d_in, d_out, n, alpha, x.ctypes.data, d_in,
+                       dout.ctypes.data, d_out, beta, c.ctypes.data, d_out)
         return
-    c += x.T @ dout
+    prod = x.T @ dout
+    if beta != 1.0:
+        c *= beta
+    if alpha == 1.0:
+        c += prod
+    else:
+        axpy(alpha, prod, c)

@@ -23,30 +23,31 @@ def affine_forward(x, W, b):
     return out, (x, W)
 
 
-def affine_backward(dout, cache, need_dx=True):
+def affine_backward(dout, cache, need_dx=True, acc=None):
     """dout (N, D_out) -> dx (N, D_in) or None, dW (D_in, D_out), db (D_out,).
 
     The first layer's dx (a gradient with respect to the images) is never
     used; skipping it saves one of the step's three large GEMMs.
 
-    `cache` is `affine_forward`'s (x, W), optionally extended to (x, W, dW0):
-    then dW = dW0 + xᵀ dout, accumulated in place into dW0 by one GEMM with
-    β = 1 (`blas.gemm_tn_acc`). The network passes the L2 gradient as dW0, so
-    adding it costs no separate pass over a weight-sized array. A dW0 that is
-    not a writable array of W's shape of its own (it overlaps x, W or dout) is
-    never written to: the same sum is then formed out of place.
+    `acc` = (C, alpha, beta) writes dW into C (D_in, D_out) as beta*C + alpha*xᵀ dout,
+    one GEMM (`blas.gemm_tn_update`), and returns C as dW. The network passes
+    (2λW, 1, 1): the gradient with its L2 term, no separate add; or, with plain SGD,
+    (W, -η, 1 - 2λη): then "dW" is the updated weight. dx is formed first, from
+    the W before any update. A C overlapping x or dout is never written to: the
+    same sum is then formed out of place.
     """
-    x, W = cache[0], cache[1]
+    x, W = cache
     dx = dout @ W.T if need_dx else None  # (N, D_in)
-    if len(cache) > 2:
-        dW = cache[2]  # (D_in, D_out)
-        if (isinstance(dW, np.ndarray) and dW.shape == W.shape and dW.flags.writeable
-                and not any(np.may_share_memory(dW, a) for a in (x, W, dout))):
-            blas.gemm_tn_acc(x, dout, dW)
-        else:  # not an array of its own to write into: the same sum, out of place
-            dW = dW + x.T @ dout
-    else:
+    if acc is None:
         dW = x.T @ dout  # (D_in, D_out)
+    else:
+        C, alpha, beta = acc
+        if (isinstance(C, np.ndarray) and C.shape == W.shape and C.flags.writeable
+                and not any(np.may_share_memory(C, a) for a in (x, dout))):
+            blas.gemm_tn_update(x, dout, C, alpha, beta)
+            dW = C
+        else:  # not an array of its own to write into: the same sum, out of place
+            dW = beta * C + alpha * (x.T @ dout)
     db = dout.sum(axis=0)  # (D_out,): every sample adds to the same bias
     return dx, dW, db
 
@@ -112,6 +113,13 @@ def l2_penalty(weights, lam):
     return float(lam * sum(np.vdot(W, W) for W in weights))
 
 
+def l2_scale(lam):
+    """d/dW of lam * ||W||^2 is l2_scale(lam) * W. One function for the gradient and for
+    the SGD step that folds it into its GEMM (`Network.backward`'s weight_step), so a wrong
+    factor shows in both."""
+    return 2.0 * lam
+
+
 def l2_grad(W, lam):
     """d/dW of lam * ||W||^2."""
-    return (2.0 * lam) * W
+    return l2_scale(lam) * W

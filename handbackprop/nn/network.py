@@ -122,10 +122,15 @@ class Network:
             caches.append((affine_cache, relu_cache, drop_cache))
         return h, caches
 
-    def backward(self, dscores, caches, lam: float) -> dict[str, np.ndarray]:
-        """dscores (N, K) -> grads with the same keys as params, L2 term included."""
+    def backward(self, dscores, caches, lam: float, weight_step=None) -> dict[str, np.ndarray]:
+        """dscores (N, K) -> grads with the same keys as params, L2 term included.
+
+        weight_step = (alpha, beta): plain SGD folded into the weight GEMMs. Each W becomes
+        beta*W + alpha*xᵀdh in place (`SGD.weight_step`: alpha = -η, beta = 1 - 2λη, i.e.
+        W - η(2λW + xᵀdh)), after its layer's dx has been formed from the old W; grads then
+        holds only the other parameters (biases, γ, β) for the optimiser to update."""
         if self.batch_norm:
-            return self.backward_bn(dscores, caches, lam)
+            return self.backward_bn(dscores, caches, lam, weight_step)
         grads = {}
         dh = dscores
         for i in range(self.n_layers, 0, -1):
@@ -134,20 +139,33 @@ class Network:
                 if drop_cache is not None:
                     dh = layers.dropout_backward(dh, drop_cache)
                 dh = layers.relu_backward(dh, relu_cache)
-            # dW = 2λW + xᵀ dh: the GEMM accumulates onto the L2 term (no separate add pass)
-            l2 = layers.l2_grad(self.params[f"W{i}"], lam)
-            dh, dW, db = layers.affine_backward(dh, (*affine_cache, l2), need_dx=i > 1)
-            grads[f"W{i}"] = dW
+            dh, dW, db = layers.affine_backward(dh, affine_cache, need_dx=i > 1,
+                                                acc=self._weight_acc(f"W{i}", lam, weight_step))
+            if weight_step is None:
+                grads[f"W{i}"] = dW
             grads[f"b{i}"] = db
         return grads
 
-    def cost_and_grads(self, X, y, lam: float, masks=None, update_stats=True):
+    def _weight_acc(self, name: str, lam: float, weight_step):
+        """`affine_backward`'s acc for weight `name`: its L2 gradient for dW to accumulate onto
+        (no separate add pass), or with weight_step the weight itself, updated in place."""
+        W = self.params[name]
+        if weight_step is not None:
+            alpha, beta = weight_step
+            return W, alpha, beta
+        l2 = layers.l2_grad(W, lam)
+        if np.may_share_memory(l2, W):  # an l2_grad returning W itself: the GEMM must not write W
+            l2 = l2.copy()
+        return l2, 1.0, 1.0
+
+    def cost_and_grads(self, X, y, lam: float, masks=None, update_stats=True, weight_step=None):
         """Returns (loss, reg, grads): cost = loss + reg. A training step: batch norm
-        uses batch statistics and, unless update_stats=False, updates its running ones."""
+        uses batch statistics and, unless update_stats=False, updates its running ones.
+        weight_step: see `backward` (the weights are updated in place, grads omits them)."""
         scores, caches = self.forward(X, masks, training=True, update_stats=update_stats)
         loss, dscores, _ = layers.softmax_cross_entropy(scores, y)
         reg = layers.l2_penalty([self.params[k] for k in self.weight_names()], lam)
-        grads = self.backward(dscores, caches, lam)
+        grads = self.backward(dscores, caches, lam, weight_step)
         return loss, reg, grads
 
     def cost(self, X, y, lam: float, masks=None, update_stats=True) -> float:
@@ -257,12 +275,12 @@ class Network:
         caches.append((affine_cache, None, None, None))
         return scores, caches
 
-    def backward_bn(self, dscores, caches, lam: float) -> dict[str, np.ndarray]:
+    def backward_bn(self, dscores, caches, lam: float, weight_step=None) -> dict[str, np.ndarray]:
         """`backward` of a batch-norm network; needs the caches of a training forward."""
         L = self.n_layers
-        l2 = layers.l2_grad(self.params[f"W{L}"], lam)  # dW accumulates onto it (see backward)
-        dh, dW, db = layers.affine_backward(dscores, (*caches[L - 1][0], l2))
-        grads = {f"W{L}": dW, f"b{L}": db}
+        dh, dW, db = layers.affine_backward(dscores, caches[L - 1][0],
+                                            acc=self._weight_acc(f"W{L}", lam, weight_step))
+        grads = {f"b{L}": db} if weight_step is not None else {f"W{L}": dW, f"b{L}": db}
         for i in range(L - 1, 0, -1):
             affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
             if bn_cache is None:
@@ -272,9 +290,10 @@ class Network:
                 dh = layers.dropout_backward(dh, drop_cache)
             dh = layers.relu_backward(dh, relu_cache)
             ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
-            l2 = layers.l2_grad(self.params[f"W{i}"], lam)
-            dh, dW, _ = layers.affine_backward(ds, (*affine_cache, l2), need_dx=i > 1)
-            grads[f"W{i}"] = dW
+            dh, dW, _ = layers.affine_backward(ds, affine_cache, need_dx=i > 1,
+                                               acc=self._weight_acc(f"W{i}", lam, weight_step))
+            if weight_step is None:
+                grads[f"W{i}"] = dW
         return grads
 
     # ------------------------------------------------------------ save/load

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import blas
+from . import blas, layers
 
 
 class SGD:
-    """p <- p - eta * g (one BLAS axpy pass per parameter where available: `blas.axpy`)."""
+    """p <- p - eta * g (one BLAS axpy pass per parameter where available: `blas.axpy`).
+
+    `weight_step` lets the network fold the weights' step into their gradient GEMMs
+    (`train.train_step`); `step` then updates only the parameters left in grads."""
 
     def __init__(self, params: dict[str, np.ndarray]):
         pass
 
     def step(self, params, grads, eta: float):
-        for k, p in params.items():
-            blas.axpy(-eta, grads[k], p)
+        for k, g in grads.items():
+            blas.axpy(-eta, g, params[k])
+
+    def weight_step(self, eta: float, lam: float):
+        """(alpha, beta) with W <- beta W + alpha xᵀdout equal to W - eta (2 lam W + xᵀdout)."""
+        return -eta, 1.0 - eta * layers.l2_scale(lam)
 
 
 class Nesterov:
@@ -32,6 +39,9 @@ class Nesterov:
             v += grads[k]
             blas.axpy(-eta, grads[k], p)  # p -= eta (g + mu v), as two one-pass updates
             blas.axpy(-eta * self.mu, v, p)
+
+    def weight_step(self, eta: float, lam: float):
+        return None  # the velocity needs the gradient itself: no fused step
 
 
 class Adam:
@@ -55,6 +65,9 @@ class Adam:
             s += (1.0 - self.b2) * (g * g)
             denom = np.sqrt(s) / np.sqrt(bc2) + self.eps
             p -= (eta / bc1) * (m / denom)
+
+    def weight_step(self, eta: float, lam: float):
+        return None  # the moments need the gradient itself: no fused step
 
 
 def make_optimizer(name: str, params, momentum: float = 0.9):

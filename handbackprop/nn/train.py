@@ -133,6 +133,17 @@ def take_batch(X, y, idx, dtype):
     return np.asarray(X[idx], dtype=dtype), y[idx]
 
 
+def train_step(net: Network, opt, xb, yb, lam: float, eta: float, masks=None):
+    """One mini-batch step: forward, backward, update. Returns (loss, reg) of the batch before
+    the update. With plain SGD each weight's update is its gradient GEMM itself
+    (`SGD.weight_step`): W <- (1 - 2λη) W - η xᵀdh, one pass over W instead of three (the L2
+    gradient, the GEMM, the update); the optimiser then steps the remaining parameters."""
+    weight_step = opt.weight_step(eta, lam)
+    loss, reg, grads = net.cost_and_grads(xb, yb, lam, masks, weight_step=weight_step)
+    opt.step(net.params, grads, eta)
+    return loss, reg
+
+
 def record_steps(total_steps: int, n_s: int, points_per_cycle: int) -> set[int]:
     """Steps after which metrics are recorded: evenly spaced per cycle, plus the first and last."""
     every = max(1, (2 * n_s) // points_per_cycle)
@@ -189,15 +200,15 @@ def train(net: Network, X_train, y_train, X_val, y_val, cfg: TrainConfig, log=pr
         if augmenting:
             xb = augment.augment_batch(aug_rng, xb, cfg.flip, cfg.max_shift)
         masks = net.draw_masks(drop_rng, xb.shape[0])
-        loss, reg, grads = net.cost_and_grads(xb, yb, cfg.lam, masks)
-        cost = loss + reg
         eta = eta_of(step)
+        loss, reg = train_step(net, opt, xb, yb, cfg.lam, eta, masks)
+        cost = loss + reg  # of the batch before this step's update
         if start_cost is None:
             start_cost = cost
         if not math.isfinite(cost) or cost > cfg.divergence_factor * max(start_cost, 1.0):
+            # the weights are discarded: the step that just ran from this cost is not undone
             raise TrainingDiverged(step, cost, start_cost, eta, cfg.lam, cfg.eta_max, cfg.optimizer)
         result.step_costs.append(cost)
-        opt.step(net.params, grads, eta)
         if on_step is not None:
             on_step(step, loss, cost, eta)
         if cfg.snapshot_cycles and (step + 1) % (2 * n_s) == 0:
