@@ -82,6 +82,13 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
     y += a * x
 
 
+def fuses(c: np.ndarray) -> bool:
+    """True when `gemm_tn_update` into c is one BLAS call (large, C-contiguous, float32/64):
+    only then does folding a step into the GEMM save a pass."""
+    return (ENABLED and c.size >= MIN_SIZE and c.flags.c_contiguous and c.flags.writeable
+            and available() and c.dtype in _gemm)
+
+
 def gemm_tn_update(x: np.ndarray, dout: np.ndarray, c: np.ndarray, alpha: float = 1.0,
                    beta: float = 1.0) -> None:
     """In place: c = beta * c + alpha * xᵀ dout, for x (N, D_in), dout (N, D_out), c (D_in, D_out).

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import batchnorm, layers
+from . import batchnorm, blas, layers
 
 
 @dataclass
@@ -125,10 +125,10 @@ class Network:
     def backward(self, dscores, caches, lam: float, weight_step=None) -> dict[str, np.ndarray]:
         """dscores (N, K) -> grads with the same keys as params, L2 term included.
 
-        weight_step = (alpha, beta): plain SGD folded into the weight GEMMs. Each W becomes
+        weight_step = (alpha, beta): plain SGD folded into the weight GEMMs. Each large W becomes
         beta*W + alpha*xᵀdh in place (`SGD.weight_step`: alpha = -η, beta = 1 - 2λη, i.e.
         W - η(2λW + xᵀdh)), after its layer's dx has been formed from the old W; grads then
-        holds only the other parameters (biases, γ, β) for the optimiser to update."""
+        omits those weights and holds the rest (small W, biases, γ, β) for the optimiser."""
         if self.batch_norm:
             return self.backward_bn(dscores, caches, lam, weight_step)
         grads = {}
@@ -141,16 +141,19 @@ class Network:
                 dh = layers.relu_backward(dh, relu_cache)
             dh, dW, db = layers.affine_backward(dh, affine_cache, need_dx=i > 1,
                                                 acc=self._weight_acc(f"W{i}", lam, weight_step))
-            if weight_step is None:
+            if dW is not self.params[f"W{i}"]:  # not updated in place by the fused step
                 grads[f"W{i}"] = dW
             grads[f"b{i}"] = db
         return grads
 
     def _weight_acc(self, name: str, lam: float, weight_step):
-        """`affine_backward`'s acc for weight `name`: its L2 gradient for dW to accumulate onto
-        (no separate add pass), or with weight_step the weight itself, updated in place."""
+        """`affine_backward`'s acc for weight `name`: the weight itself, updated in place by the
+        GEMM (weight_step, where BLAS takes it: `blas.fuses`), or its L2 gradient for dW to
+        accumulate onto (no separate add pass). A small weight keeps the plain gradient: the
+        fused step saves nothing there, and the update then rounds once at the weights' scale
+        (the fused GEMM rounds βW before adding the product: once more)."""
         W = self.params[name]
-        if weight_step is not None:
+        if weight_step is not None and blas.fuses(W):
             alpha, beta = weight_step
             return W, alpha, beta
         l2 = layers.l2_grad(W, lam)
@@ -280,7 +283,7 @@ class Network:
         L = self.n_layers
         dh, dW, db = layers.affine_backward(dscores, caches[L - 1][0],
                                             acc=self._weight_acc(f"W{L}", lam, weight_step))
-        grads = {f"b{L}": db} if weight_step is not None else {f"W{L}": dW, f"b{L}": db}
+        grads = {f"b{L}": db} if dW is self.params[f"W{L}"] else {f"W{L}": dW, f"b{L}": db}
         for i in range(L - 1, 0, -1):
             affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
             if bn_cache is None:
@@ -292,7 +295,7 @@ class Network:
             ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
             dh, dW, _ = layers.affine_backward(ds, affine_cache, need_dx=i > 1,
                                                acc=self._weight_acc(f"W{i}", lam, weight_step))
-            if weight_step is None:
+            if dW is not self.params[f"W{i}"]:
                 grads[f"W{i}"] = dW
         return grads
 
