@@ -89,18 +89,20 @@ def test_apply_eta_takes_the_range_tests_bounds():
     assert (new["eta_min"], new["eta_max"]) == (2e-4, 2e-2)
     assert spec["eta_max"] == 0.1  # the caller's spec is not changed in place
     assert info == {"eta_source": "range_test", "eta_min": 2e-4, "eta_max": 2e-2,
-                    "suggested_eta_min": 2e-4, "suggested_eta_max": 2e-2, "range_model": "mlp50",
-                    "peak_at_edge": False}
+                    "range_model": "mlp50", "peak_at_edge": False}
+    with pytest.raises(ValueError, match="range-test result"):
+        lr_range.apply_eta(spec, None, "range_test")
 
 
-def test_apply_eta_respects_a_fixed_eta_and_records_the_suggestion(tmp_path):
-    path = tmp_path / "bonus.json"
-    path.write_text(json.dumps({**RANGE, "model": "bonus"}))
+def test_apply_eta_respects_a_fixed_eta_without_reading_the_range_test(tmp_path):
     spec = {"hidden": [500], "eta_min": 1e-5, "eta_max": 0.02}
-    new, info = lr_range.apply_eta(spec, path, "config")
+    new, info = lr_range.apply_eta(spec, None, "config")
     assert new == spec
-    assert (info["eta_source"], info["eta_min"], info["eta_max"]) == ("config", 1e-5, 0.02)
-    assert (info["suggested_eta_min"], info["suggested_eta_max"]) == (2e-4, 2e-2)
+    assert info == {"eta_source": "config", "eta_min": 1e-5, "eta_max": 0.02}
+    path = tmp_path / "mlp50.json"
+    path.write_text(json.dumps(RANGE))
+    new, info = lr_range.apply_eta(spec, path, "range_test")
+    assert (new["eta_min"], new["eta_max"]) == (2e-4, 2e-2) and info["range_model"] == "mlp50"
     with pytest.raises(ValueError, match="eta source"):
         lr_range.apply_eta(spec, RANGE, "guess")
 

@@ -188,18 +188,22 @@ def curve_csv(result: dict) -> str:
 def apply_eta(spec: dict, range_result, source: str) -> tuple[dict, dict]:
     """The spec a training job runs with, and what to record about its η.
 
-    source "range_test": η_min/η_max from the range test's bounds; "config": the spec's own
-    (fixed in config.yaml), the range test's suggestion recorded beside them.
-    `range_result`: the range test's dict, or the path of its JSON.
+    source "range_test": η_min/η_max from the range test's bounds (`range_result`: its dict,
+    or the path of its JSON); "config": the spec's own, fixed in config.yaml. A fixed-η job
+    does not read the range test (range_result None), so rerunning the test does not rerun
+    it; the report shows the test's suggestion beside the fixed value.
     """
     if source not in SOURCES:
         raise ValueError(f"eta source must be one of {SOURCES}, got {source!r}")
+    if source == "config":
+        return spec, {"eta_source": source, "eta_min": float(spec["eta_min"]),
+                      "eta_max": float(spec["eta_max"])}
+    if range_result is None:
+        raise ValueError("eta source 'range_test' needs the model's range-test result")
     if not isinstance(range_result, dict):
         range_result = json.loads(Path(range_result).read_text())
     b = range_result["bounds"]
-    if source == "range_test":
-        spec = {**spec, "eta_min": float(b["eta_min"]), "eta_max": float(b["eta_max"])}
+    spec = {**spec, "eta_min": float(b["eta_min"]), "eta_max": float(b["eta_max"])}
     info = {"eta_source": source, "eta_min": float(spec["eta_min"]), "eta_max": float(spec["eta_max"]),
-            "suggested_eta_min": float(b["eta_min"]), "suggested_eta_max": float(b["eta_max"]),
             "range_model": range_result.get("model"), "peak_at_edge": bool(b["peak_at_edge"])}
     return spec, info

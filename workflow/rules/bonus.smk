@@ -11,7 +11,7 @@ use rule coarse_run as recipe_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(plan.lam_model(config, ABL["model"]), "fine"),
-        eta=lambda w: range_json("ablation"),
+        eta=lambda w: eta_input("ablation"),
     output:
         metrics=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/recipe/{{candidate}}/seed{{seed}}/history.csv",
@@ -75,7 +75,7 @@ use rule final_run as ablation_run with:
         code=code("study"),
         lam_source=lambda w: table_path(ABL["model"], "fine"),
         recipe=recipe_input(ABL["model"]) if ABL else [],
-        eta=lambda w: range_json("ablation"),
+        eta=lambda w: eta_input("ablation"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
@@ -136,7 +136,7 @@ use rule coarse_run as aug_lambda_run with:
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
         code=code("study"),
-        eta=lambda w: range_json("aug_vs_lambda"),
+        eta=lambda w: eta_input("aug_vs_lambda"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
@@ -196,7 +196,7 @@ use rule ablation_run as init_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         lam_source=lambda w: table_path(plan.lam_model(config, INIT["model"]), "fine"),
-        eta=lambda w: range_json("init_sensitivity"),
+        eta=lambda w: eta_input("init_sensitivity"),
         main_results=main_results(),
     output:
         metrics=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/metrics.json",

@@ -139,6 +139,13 @@ def range_json(name):
     return f"{R}/lr_range/{plan.range_model(config, name)}.json"
 
 
+def eta_input(name):
+    """A training job's η input: its range-test JSON when it trains at the test's bounds,
+    nothing when config.yaml fixes its eta_max (rerunning the test then leaves it alone)."""
+    model = plan.range_model(config, name)
+    return range_json(name) if plan.eta_source(config, model) == "range_test" else []
+
+
 def range_targets():
     return [f"{R}/lr_range/{m}.json" for m in plan.range_models(config)]
 

@@ -10,7 +10,7 @@ use rule coarse_run as final_run with:
         code=code("study"),
         lam_source=lambda w: table_path(plan.lam_model(config, w.model), "fine"),
         recipe=lambda w: recipe_input(w.model),
-        eta=lambda w: range_json(w.model),
+        eta=lambda w: eta_input(w.model),
     output:
         metrics=f"{R}/final/{{model}}/seed{{seed}}/metrics.json",
         history=f"{R}/final/{{model}}/seed{{seed}}/history.csv",

@@ -9,7 +9,7 @@ rule coarse_run:
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
         code=code("study"),
-        eta=lambda w: range_json(w.model),
+        eta=lambda w: eta_input(w.model),
     output:
         metrics=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/history.csv",
@@ -49,7 +49,7 @@ use rule coarse_run as fine_run with:
         gates=GATE_EVIDENCE,
         code=code("study"),
         grid=lambda w: table_path(w.model, "coarse"),
-        eta=lambda w: range_json(w.model),
+        eta=lambda w: eta_input(w.model),
     output:
         metrics=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/history.csv",

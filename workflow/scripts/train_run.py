@@ -16,8 +16,8 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
     spec = runs.with_recipe(sm.params.spec, sm.input.get("recipe"), sm.params.switches)
-    # η_min/η_max: the model's range test, or fixed in config.yaml (recorded beside the suggestion)
-    spec, eta = lr_range.apply_eta(spec, sm.input.eta, sm.params.eta_source)
+    # η_min/η_max: the model's range test, or fixed in config.yaml (then there is no eta input)
+    spec, eta = lr_range.apply_eta(spec, sm.input.get("eta") or None, sm.params.eta_source)
     net, result, metrics = runs.run(
         Path(sm.input.stats).parent, spec, float(sm.params.lam), sm.params.cycles,
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
