@@ -407,7 +407,7 @@ def main(argv=None):
     print("\n# ratios: per interleaved round, best torch variant's epoch time / ours, median (min-max); "
           "'CPU time' uses process CPU seconds instead of wall (robust to other jobs only at 1 thread)")
     print(f"# best torch variant in bold (markdown) or starred; every timed variant matched ours' "
-          f"first-step cost (rtol {COST_RTOL}) and first update (rtol {UPDATE_RTOL})")
+          f"first-step cost (rtol {COST_RTOL}) and first update (rtol {UPDATE_RTOL} of its largest entry, or {UPDATE_ULPS} ulps of the largest weight)")
     print(f"# table took {time.perf_counter() - t_start:.0f} s; "
           f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 

@@ -141,7 +141,8 @@ def range_json(name):
 
 def eta_input(name):
     """A training job's η input: its range-test JSON when it trains at the test's bounds,
-    nothing when config.yaml fixes its eta_max (rerunning the test then leaves it alone)."""
+    nothing when config.yaml fixes its eta_max (rerunning the test then leaves it alone).
+    """
     model = plan.range_model(config, name)
     return range_json(name) if plan.eta_source(config, model) == "range_test" else []
 
