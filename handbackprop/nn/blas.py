@@ -98,11 +98,10 @@ def gemm_tn_update(x: np.ndarray, dout: np.ndarray, c: np.ndarray, alpha: float 
     separate add), and c = W, α = -η, β = 1 - 2λη (the SGD step itself, no gradient array).
     NumPy otherwise (a GEMM, then the scaled add): for a small c (the output layer) those
     passes are cheap and NumPy's call is ~9 µs quicker than the ctypes one."""
-    if (ENABLED and c.size >= MIN_SIZE and available() and x.dtype == dout.dtype == c.dtype
-            and c.dtype in _gemm
+    if (fuses(c) and x.dtype == dout.dtype == c.dtype
             and x.ndim == dout.ndim == c.ndim == 2 and x.shape[0] == dout.shape[0]
-            and c.shape == (x.shape[1], dout.shape[1]) and c.flags.writeable
-            and x.flags.c_contiguous and dout.flags.c_contiguous and c.flags.c_contiguous
+            and c.shape == (x.shape[1], dout.shape[1])
+            and x.flags.c_contiguous and dout.flags.c_contiguous
             and not np.may_share_memory(c, x) and not np.may_share_memory(c, dout)):
         n, d_in = x.shape
         d_out = dout.shape[1]

@@ -139,27 +139,30 @@ class Network:
                 if drop_cache is not None:
                     dh = layers.dropout_backward(dh, drop_cache)
                 dh = layers.relu_backward(dh, relu_cache)
-            dh, dW, db = layers.affine_backward(dh, affine_cache, need_dx=i > 1,
-                                                acc=self._weight_acc(f"W{i}", lam, weight_step))
-            if dW is not self.params[f"W{i}"]:  # not updated in place by the fused step
-                grads[f"W{i}"] = dW
-            grads[f"b{i}"] = db
+            dh, grads[f"b{i}"] = self._affine_backward(i, dh, affine_cache, lam, weight_step, grads)
         return grads
 
-    def _weight_acc(self, name: str, lam: float, weight_step):
-        """`affine_backward`'s acc for weight `name`: the weight itself, updated in place by the
-        GEMM (weight_step, where BLAS takes it: `blas.fuses`), or its L2 gradient for dW to
-        accumulate onto (no separate add pass). A small weight keeps the plain gradient: the
-        fused step saves nothing there, and the update then rounds once at the weights' scale
-        (the fused GEMM rounds βW before adding the product: once more)."""
-        W = self.params[name]
-        if weight_step is not None and blas.fuses(W):
-            alpha, beta = weight_step
-            return W, alpha, beta
-        l2 = layers.l2_grad(W, lam)
-        if np.may_share_memory(l2, W):  # an l2_grad returning W itself: the GEMM must not write W
-            l2 = l2.copy()
-        return l2, 1.0, 1.0
+    def _affine_backward(self, i: int, dout, affine_cache, lam: float, weight_step, grads):
+        """Layer i's affine backward -> (dx or None for the first layer, db). W{i}'s gradient,
+        L2 term included, goes into grads; or, with weight_step where BLAS takes the call
+        (`blas.fuses`), the gradient GEMM steps W{i} in place and grads does not get it. A small
+        weight keeps the plain gradient: the fused step saves nothing there, and the update then
+        rounds once at the weights' scale (the fused GEMM rounds βW before adding the product)."""
+        W = self.params[f"W{i}"]
+        fused = weight_step is not None and blas.fuses(W)
+        if fused:
+            acc = (W, *weight_step)
+        else:  # dW accumulates onto the L2 gradient: no separate add pass
+            l2 = layers.l2_grad(W, lam)
+            if np.may_share_memory(l2, W):  # an l2_grad returning W itself: the GEMM must not write W
+                l2 = l2.copy()
+            acc = (l2, 1.0, 1.0)
+        dx, dW, db = layers.affine_backward(dout, affine_cache, need_dx=i > 1, acc=acc)
+        if not fused:
+            grads[f"W{i}"] = dW
+        elif dW is not W:  # formed out of place (W overlapping the inputs): no step was taken
+            raise RuntimeError(f"W{i} shares memory with its layer's input or gradient")
+        return dx, db
 
     def cost_and_grads(self, X, y, lam: float, masks=None, update_stats=True, weight_step=None):
         """Returns (loss, reg, grads): cost = loss + reg. A training step: batch norm
@@ -281,9 +284,9 @@ class Network:
     def backward_bn(self, dscores, caches, lam: float, weight_step=None) -> dict[str, np.ndarray]:
         """`backward` of a batch-norm network; needs the caches of a training forward."""
         L = self.n_layers
-        dh, dW, db = layers.affine_backward(dscores, caches[L - 1][0],
-                                            acc=self._weight_acc(f"W{L}", lam, weight_step))
-        grads = {f"b{L}": db} if dW is self.params[f"W{L}"] else {f"W{L}": dW, f"b{L}": db}
+        grads = {}
+        dh, grads[f"b{L}"] = self._affine_backward(L, dscores, caches[L - 1][0], lam, weight_step,
+                                                   grads)
         for i in range(L - 1, 0, -1):
             affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
             if bn_cache is None:
@@ -293,10 +296,7 @@ class Network:
                 dh = layers.dropout_backward(dh, drop_cache)
             dh = layers.relu_backward(dh, relu_cache)
             ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
-            dh, dW, _ = layers.affine_backward(ds, affine_cache, need_dx=i > 1,
-                                               acc=self._weight_acc(f"W{i}", lam, weight_step))
-            if dW is not self.params[f"W{i}"]:
-                grads[f"W{i}"] = dW
+            dh, _ = self._affine_backward(i, ds, affine_cache, lam, weight_step, grads)  # no bias
         return grads
 
     # ------------------------------------------------------------ save/load
