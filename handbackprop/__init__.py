@@ -21,7 +21,7 @@ CODE_GROUPS = {
     "data": ["data/*.py"],
     "model": ["nn/*.py", "gates/*.py"],
     "study": ["study/*.py", "stage.py", "atomic.py", "runfiles.py"],
-    "report": ["report/*.py", "report/templates/*.j2"],
+    "report": ["report/*.py", "report/templates/**/*.j2"],
 }
 
 

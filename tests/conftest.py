@@ -1,12 +1,17 @@
-"""Shared fixtures: a small synthetic CIFAR tarball and a configurable loopback HTTP server."""
+"""Shared fixtures and helpers: a small synthetic CIFAR tarball, a configurable loopback HTTP server,
+the merged quick config, a small preprocessed split, and the quick profile run once per session."""
+import copy
 import http.server
+import json
 import socket
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 # Make the repository importable even when the package is not installed in the venv.
 REPO = Path(__file__).resolve().parents[1]
@@ -201,3 +206,34 @@ def quick_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def quick_results(quick_run):
     return quick_run / "results" / "quick"
+
+
+# ------------------------------------------------------------------ helpers shared by test modules
+def load_config(*overlays):
+    """config.yaml with the quick profile and `overlays` merged on top, as Snakemake does."""
+    def merge(base, over):
+        for k, v in over.items():
+            base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return base
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    for over in (yaml.safe_load((REPO / "config" / "quick.yaml").read_text()), *overlays):
+        cfg = merge(cfg, copy.deepcopy(over))
+    return cfg
+
+
+# A small two-layer spec for runs trained in tests.
+SPEC = {"hidden": [8], "dropout": 0.0, "batch_size": 10, "eta_min": 1e-5, "eta_max": 0.05, "n_s": 4,
+        "points_per_cycle": 2, "train_eval_size": 20, "divergence_factor": 10}
+
+
+def make_split(directory: Path, n_train: int, n_val: int, n_test: int, seed: int):
+    """A preprocessed split folder (the files load_split reads) with random, class-dependent rows."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True)
+    means = rng.normal(0, 1, (10, 3072))
+    for part, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        y = rng.integers(0, 10, n)
+        np.save(directory / f"X_{part}.npy", (means[y] + rng.normal(0, 1, (n, 3072))).astype(np.float32))
+        np.save(directory / f"y_{part}.npy", y.astype(np.int64))
+    np.savez(directory / "norm.npz", mean=np.zeros(3072), std=np.ones(3072))
+    (directory / "stats.json").write_text(json.dumps({"label_names": [f"c{i}" for i in range(10)]}))

@@ -191,7 +191,7 @@ def best_seconds(fn, min_time: float = 0.004, max_reps: int = 10) -> float:
 def measure_machine_gemm(shapes: dict, threads=(1,), dtypes=DTYPES, eval_rows: int = EVAL_ROWS,
                          seed: int = 0, log=print) -> dict:
     """The best-layout GFLOP/s of every GEMM the study's training and evaluation use, per thread
-    count and dtype: the machine_gemm.json content (see tests/test_costs.py for its shape)."""
+    count and dtype: the machine_gemm.json content (see tests/report/test_costs.py for its shape)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 every training run, search settings, the lam grids, ablation variants and resource sizing.
 
 `workflow/rules/common.smk` turns these into paths and target lists; everything that decides a
-value lives here, with unit tests (tests/test_plan.py). The JSON schema
+value lives here, with unit tests (tests/study/test_plan.py). The JSON schema
 (workflow/schemas/config.schema.yaml) checks each value alone; `validate` checks how they fit
 together, before any job starts, and names the key at fault.
 """

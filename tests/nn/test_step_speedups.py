@@ -12,7 +12,7 @@ import torch
 from handbackprop.nn import memory, optim
 from handbackprop.nn.network import build_network
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 RNG = np.random.default_rng(0)
 
 

@@ -1,6 +1,5 @@
 """What the config means (handbackprop/study/plan.py) and how λ is chosen (grids, tables),
 on constructed inputs whose right answer is known."""
-import copy
 import json
 import math
 from pathlib import Path
@@ -10,21 +9,10 @@ import pytest
 import yaml
 
 from handbackprop.nn.train import TrainingDiverged
+from conftest import load_config
 from handbackprop.study import grids, plan, runs, tables
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_config(*overlays):
-    """config.yaml with the quick profile and `overlays` merged on top, as Snakemake does."""
-    def merge(base, over):
-        for k, v in over.items():
-            base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-        return base
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    for over in (yaml.safe_load((REPO / "config" / "quick.yaml").read_text()), *overlays):
-        cfg = merge(cfg, copy.deepcopy(over))
-    return cfg
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from handbackprop import stage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(tmp_path, body):

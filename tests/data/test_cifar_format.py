@@ -19,7 +19,7 @@ from handbackprop.data.synthetic import CLASSES
 
 from faults import tar_members as _members, write_tarball as _write_tarball
 
-SHARED_BUILDER = (Path(__file__).resolve().parents[1].parent
+SHARED_BUILDER = (Path(__file__).resolve().parents[2].parent
                   / "shared" / "datasets" / "build_cifar10_tarball.py")
 
 

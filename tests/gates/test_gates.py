@@ -68,7 +68,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def table(images):
-    # The batch-norm bugs need batch-norm variants: tests/test_bug_table_bn.py runs them.
+    # The batch-norm bugs need batch-norm variants: tests/gates/test_bug_table_bn.py runs them.
     bugs = [b for b in CATALOGUE if b not in BATCHNORM_BUGS]
     return {row["bug"]: row for row in run_catalogue(*images, SETTINGS, bugs=bugs, log=lambda s: None)}
 

@@ -16,7 +16,7 @@ from handbackprop.report import costs
 from handbackprop.report.render import environment
 from handbackprop.study.runs import time_split
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------ flops

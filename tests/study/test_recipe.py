@@ -7,7 +7,7 @@ import math
 import pytest
 
 from handbackprop.study import plan, runs, tables
-from test_plan import load_config
+from conftest import load_config
 
 CANDIDATES = {"configured": {}, "dropout_0.3": {"dropout": 0.3}, "long": {"n_s_epochs": 6}}
 

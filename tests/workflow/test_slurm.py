@@ -1,6 +1,6 @@
 """The workflow on a real SLURM cluster gives, bit for bit, what it gives locally.
 
-Run by tests/slurm/run_slurm_test.sh, which brings up a single-node SLURM and sets SLURM_CONF;
+Run by tests/workflow/slurm/run_slurm_test.sh, which brings up a single-node SLURM and sets SLURM_CONF;
 `pytest -m slurm` alone skips unless `sinfo` reaches a cluster with an idle node.
 
 A subset of the quick profile runs through profiles/slurm -- data, the three gates, the linear
@@ -40,7 +40,7 @@ import pytest
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 QUICK = REPO / "config" / "quick.yaml"
 
@@ -74,7 +74,7 @@ def cluster():
     if why:
         if os.environ.get("HANDBACKPROP_SLURM_REQUIRED") == "1":
             pytest.fail(f"SLURM cluster not usable: {why}")
-        pytest.skip(f"SLURM cluster not usable: {why} (run tests/slurm/run_slurm_test.sh)")
+        pytest.skip(f"SLURM cluster not usable: {why} (run tests/workflow/slurm/run_slurm_test.sh)")
 
 
 def _start(cmd, workdir: Path):

@@ -9,7 +9,7 @@ import pytest
 
 from handbackprop.nn.network import build_network
 from handbackprop.study import lr_range, plan
-from test_plan import load_config
+from conftest import load_config
 
 
 # ------------------------------------------------------------------------- choose_bounds

@@ -1,6 +1,6 @@
 """The report's audit on small runs trained here: saved weights rescore to exactly the figures in
 metrics.json, and a planted wrong figure, a wrong split or a wrong test figure fails the audit
-naming the run and the field. (tests/test_report.py runs the audit rule on the quick profile.)"""
+naming the run and the field. (tests/report/test_report.py runs the audit rule on the quick profile.)"""
 import json
 import re
 import shutil
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from conftest import SPEC, make_split
 from handbackprop.atomic import write_json
 from handbackprop.data.splits import load_split
 from handbackprop.report import audit, rescore
@@ -18,21 +19,6 @@ from handbackprop.report.render import SECTIONS
 from handbackprop.runfiles import write_run
 from handbackprop.study import runs
 
-SPEC = {"hidden": [8], "dropout": 0.0, "batch_size": 10, "eta_min": 1e-5, "eta_max": 0.05, "n_s": 4,
-        "points_per_cycle": 2, "train_eval_size": 20, "divergence_factor": 10}
-
-
-def make_split(directory: Path, n_train: int, n_val: int, n_test: int, seed: int):
-    """A preprocessed split folder (the files load_split reads) with random, class-dependent rows."""
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True)
-    means = rng.normal(0, 1, (10, 3072))
-    for part, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        y = rng.integers(0, 10, n)
-        np.save(directory / f"X_{part}.npy", (means[y] + rng.normal(0, 1, (n, 3072))).astype(np.float32))
-        np.save(directory / f"y_{part}.npy", y.astype(np.int64))
-    np.savez(directory / "norm.npz", mean=np.zeros(3072), std=np.ones(3072))
-    (directory / "stats.json").write_text(json.dumps({"label_names": [f"c{i}" for i in range(10)]}))
 
 
 def train_into(R: Path, rel: str, split: str, spec=SPEC, dtype="float32", lam=1e-3, seed=1, test=False):

@@ -8,7 +8,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import test_plan
-from test_audit import SPEC, make_split
+from conftest import SPEC, make_split
 from handbackprop.report import audit
 from handbackprop.runfiles import write_run
 from handbackprop.study import grids, runs
