@@ -1,0 +1,253 @@
+"""A mutation proof on the user's own backward: does the check have teeth on this layer?
+
+The backward's source is parsed with `ast`, and each mutant changes one thing, the kinds of
+bug people actually write:
+
+- sign:      a + b -> a - b, a - b -> a + b, -a -> a, += <-> -=
+- term:      a + b -> a, a + b -> b, a - b -> a, an `x += ...` statement dropped
+- factor:    a * b -> a, a * b -> b
+- transpose: a.T -> a, a @ b -> a @ b.T
+- axis:      axis=0 -> axis=1 (and back), axis=(0, 2) -> axis=0
+- constant:  an integer k -> k + 1, a float c -> 2c (0 -> 1)
+- 1/N:       a / n -> a, an `x /= n` statement dropped
+
+Each mutant replaces the layer's backward (compiled with the backward's own module globals)
+and is checked against the autograd reference computed once. A mutant is caught when the
+check fails or the mutant crashes (a shape error is a failure the user would see too).
+A survivor is explained: bit-identical gradients (an equivalent mutant: e.g. `.T` of a
+1-D array, a branch never taken), or different gradients that still agree with autograd.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import contract
+from .checker import prepare, run_backward
+from .contract import ContractError
+from .errors import Thresholds, compare, exceeded
+
+
+@dataclass
+class Mutant:
+    index: int  # position of the mutated node in ast.walk order
+    kind: str
+    line: int
+    description: str
+
+
+def _src(node) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # noqa: BLE001
+        return type(node).__name__
+
+
+def _const_number(node):
+    return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool))
+
+
+def enumerate_mutants(fn_node: ast.FunctionDef) -> list[Mutant]:
+    out = []
+    axis_consts = set()
+    for i, node in enumerate(ast.walk(fn_node)):
+        line = getattr(node, "lineno", fn_node.lineno)
+        if isinstance(node, ast.keyword) and node.arg in ("axis", "axes", "dim"):
+            v = node.value
+            axis_consts |= {id(c) for c in ast.walk(v)}
+            if _const_number(v) or (isinstance(v, ast.UnaryOp) and _const_number(v.operand)):
+                out.append(Mutant(i, "axis", line, f"axis={_src(v)} -> axis={_other_axis(v)}"))
+            elif isinstance(v, ast.Tuple) and len(v.elts) > 1:
+                out.append(Mutant(i, "axis", line, f"axis={_src(v)} -> axis={_src(v.elts[0])}"))
+        if isinstance(node, ast.BinOp):
+            s = _src(node)
+            if isinstance(node.op, ast.Add):
+                out.append(Mutant(i, "sign", line, f"`{s}`: + -> -"))
+                out.append(Mutant(i, "term", line, f"`{s}` -> `{_src(node.left)}`"))
+                out.append(Mutant(i, "term:right", line, f"`{s}` -> `{_src(node.right)}`"))
+            elif isinstance(node.op, ast.Sub):
+                out.append(Mutant(i, "sign", line, f"`{s}`: - -> +"))
+                out.append(Mutant(i, "term", line, f"`{s}` -> `{_src(node.left)}`"))
+            elif isinstance(node.op, ast.Mult):
+                out.append(Mutant(i, "factor", line, f"`{s}` -> `{_src(node.left)}`"))
+                out.append(Mutant(i, "factor:right", line, f"`{s}` -> `{_src(node.right)}`"))
+            elif isinstance(node.op, ast.Div):
+                out.append(Mutant(i, "1/N", line, f"`{s}` -> `{_src(node.left)}` (division dropped)"))
+            elif isinstance(node.op, ast.MatMult) and not (isinstance(node.right, ast.Attribute)
+                                                           and node.right.attr == "T"):
+                out.append(Mutant(i, "transpose", line, f"`{s}` -> `{_src(node.left)} @ ({_src(node.right)}).T`"))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and not _const_number(node.operand):
+            out.append(Mutant(i, "sign", line, f"`{_src(node)}` -> `{_src(node.operand)}`"))
+        elif isinstance(node, ast.AugAssign):
+            s = _src(node)
+            if isinstance(node.op, (ast.Add, ast.Sub)):
+                out.append(Mutant(i, "sign", line, f"`{s}`: {'+= -> -=' if isinstance(node.op, ast.Add) else '-= -> +='}"))
+                out.append(Mutant(i, "term", line, f"`{s}` dropped"))
+            elif isinstance(node.op, ast.Div):
+                out.append(Mutant(i, "1/N", line, f"`{s}` dropped"))
+            elif isinstance(node.op, ast.Mult):
+                out.append(Mutant(i, "factor", line, f"`{s}` dropped"))
+        elif isinstance(node, ast.Attribute) and node.attr == "T":
+            out.append(Mutant(i, "transpose", line, f"`{_src(node)}` -> `{_src(node.value)}`"))
+    for i, node in enumerate(ast.walk(fn_node)):
+        if _const_number(node) and id(node) not in axis_consts:
+            new = _changed_constant(node.value)
+            out.append(Mutant(i, "constant", getattr(node, "lineno", fn_node.lineno),
+                              f"constant {node.value!r} -> {new!r}"))
+    return out
+
+
+def _other_axis(v) -> int:
+    val = v.value if isinstance(v, ast.Constant) else -v.operand.value
+    return 1 if val == 0 else 0
+
+
+def _changed_constant(v):
+    if isinstance(v, int):
+        return v + 1
+    return 1.0 if v == 0 else 2.0 * v
+
+
+def apply(fn_node: ast.FunctionDef, m: Mutant) -> ast.FunctionDef:
+    tree = copy.deepcopy(fn_node)
+    nodes = list(ast.walk(tree))
+    node = nodes[m.index]
+    parents = {}
+    for p in nodes:
+        for fname, val in ast.iter_fields(p):
+            if isinstance(val, list):
+                for j, c in enumerate(val):
+                    if isinstance(c, ast.AST):
+                        parents[id(c)] = (p, fname, j)
+            elif isinstance(val, ast.AST):
+                parents[id(val)] = (p, fname, None)
+
+    def replace(new):
+        p, fname, j = parents[id(node)]
+        if j is None:
+            setattr(p, fname, new)
+        else:
+            getattr(p, fname)[j] = new
+
+    k = m.kind
+    if k == "axis":
+        v = node.value
+        node.value = (v.elts[0] if isinstance(v, ast.Tuple) else ast.Constant(_other_axis(v)))
+    elif k == "sign" and isinstance(node, ast.BinOp):
+        node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+    elif k == "sign" and isinstance(node, ast.UnaryOp):
+        replace(node.operand)
+    elif k == "sign" and isinstance(node, ast.AugAssign):
+        node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+    elif k in ("term", "factor", "1/N") and isinstance(node, ast.BinOp):
+        replace(node.left)
+    elif k in ("term:right", "factor:right"):
+        replace(node.right)
+    elif k in ("term", "factor", "1/N") and isinstance(node, ast.AugAssign):
+        replace(ast.Pass())
+    elif k == "transpose" and isinstance(node, ast.Attribute):
+        replace(node.value)
+    elif k == "transpose":
+        node.right = ast.Attribute(value=node.right, attr="T", ctx=ast.Load())
+    elif k == "constant":
+        node.value = _changed_constant(node.value)
+    tree.decorator_list = []
+    return ast.fix_missing_locations(tree)
+
+
+def compile_mutant(original, fn_node: ast.FunctionDef, filename: str):
+    """The mutated function in the original's module globals, bound like the original."""
+    raw = contract._unwrap(original)
+    if raw.__code__.co_freevars:
+        raise ContractError(f"{raw.__qualname__} is a closure: mutation needs a plain function")
+    module = ast.Module(body=[fn_node], type_ignores=[])
+    namespace = dict(raw.__globals__)
+    exec(compile(module, filename, "exec"), namespace)  # noqa: S102 - the user's own code, mutated
+    fn = namespace[fn_node.name]
+    if hasattr(original, "__self__"):
+        return types.MethodType(fn, original.__self__)
+    return fn
+
+
+def select(mutants: list[Mutant], limit: int) -> list[Mutant]:
+    """At most `limit`, spread round-robin over the kinds so every kind is represented."""
+    if len(mutants) <= limit:
+        return mutants
+    by_kind: dict[str, list[Mutant]] = {}
+    for m in mutants:
+        by_kind.setdefault(m.kind.split(":")[0], []).append(m)
+    chosen, queues = [], [list(q) for q in by_kind.values()]
+    while len(chosen) < limit:
+        for q in queues:
+            if q and len(chosen) < limit:
+                chosen.append(q.pop(0))
+    return sorted(chosen, key=lambda m: (m.line, m.index, m.kind))
+
+
+def mutation_test(layer, x=None, params=None, *, kwargs=None, seed: int = 0,
+                  thresholds: Thresholds = Thresholds(), max_mutants: int = 60,
+                  name: str | None = None) -> dict:
+    """Mutate the layer's backward; report which mutants the autograd check catches."""
+    from . import reference
+
+    layer = contract.as_layer(layer, name)
+    layer, x, params, kwargs, G, _, _, _ = prepare(layer, x, params, kwargs, seed)
+    _, ref = reference.torch_gradients(layer, x, params, kwargs, G)
+    original = run_backward(layer, x, params, kwargs, G)
+    fn_node, filename, _ = contract.source_of(layer.backward)
+    all_mutants = enumerate_mutants(fn_node)
+    rows = []
+    for m in select(all_mutants, max_mutants):
+        row = {"line": m.line, "kind": m.kind.split(":")[0], "mutation": m.description}
+        try:
+            fn = compile_mutant(layer.backward, apply(fn_node, m), filename)
+            mutant_layer = contract.Layer(layer.name, layer.forward, fn, obj=layer.obj)
+            with np.errstate(all="ignore"):
+                grads = run_backward(mutant_layer, x, params, kwargs, G)
+            figs = {n: compare(grads[n], ref[n]) for n in ref}
+            bad = [n for n, f in figs.items() if exceeded(f, thresholds)]
+            if bad:
+                worst = max(bad, key=lambda n: figs[n]["norm_rel"])
+                row.update(caught=True, how=f"{'dx' if worst == 'x' else 'd' + worst} norm rel "
+                                            f"{figs[worst]['norm_rel']:.1e}")
+            else:
+                same = all(np.array_equal(grads[n], original[n]) for n in original)
+                delta = max(compare(grads[n], original[n])["norm_rel"] for n in original)
+                row.update(caught=False, how=(
+                    "equivalent mutant: bit-identical gradients (the change does not alter "
+                    "the computation here)" if same else
+                    f"equivalent up to rounding: gradients move by {delta:.1e}, the same maths"
+                    if delta <= 1e-13 else
+                    f"NOT equivalent: gradients move by {delta:.1e} yet stay within the limits"))
+        except Exception as e:  # noqa: BLE001 - a crash is a caught mutant
+            row.update(caught=True, how=f"crashes: {type(e).__name__}: {str(e).splitlines()[0][:70]}")
+        rows.append(row)
+    caught = sum(r["caught"] for r in rows)
+    return {"layer": layer.name, "n_mutants": len(rows), "n_candidates": len(all_mutants),
+            "caught": caught, "survived": [r for r in rows if not r["caught"]], "rows": rows}
+
+
+def format_mutations(ev: dict, markdown: bool = False) -> str:
+    head = (f"{ev['layer']}: caught {ev['caught']} of {ev['n_mutants']} mutants of the backward"
+            + (f" (a spread of {ev['n_candidates']} candidates)" if ev["n_candidates"] > ev["n_mutants"] else ""))
+    surv = ev["survived"]
+    if markdown:
+        kinds: dict[str, list[int]] = {}
+        for r in ev["rows"]:
+            k = kinds.setdefault(r["kind"], [0, 0])
+            k[0] += r["caught"]
+            k[1] += 1
+        lines = [head, "", "| mutation kind | caught | of |", "|---|---|---|"]
+        lines += [f"| {k} | {c} | {n} |" for k, (c, n) in kinds.items()]
+        if surv:
+            lines += ["", f"{len(surv)} survived:"]
+            lines += [f"- line {r['line']}: {r['mutation']} — {r['how']}" for r in surv]
+        return "\n".join(lines)
+    lines = [head + (f"; these {len(surv)} survived:" if surv else "; none survived")]
+    lines += [f"  line {r['line']}: {r['mutation']} — {r['how']}" for r in surv]
+    return "\n".join(lines)
