@@ -368,7 +368,25 @@ def training(f: dict) -> str:
     return to_uri(fig)
 
 
+def per_class(cm) -> dict:
+    """Per-class recall and precision read off a confusion matrix with rows = true class and
+    columns = predicted (study.runs.confusion_matrix, sklearn's convention): recall = diagonal /
+    row sum (of the images of class i, the fraction predicted i), precision = diagonal / column
+    sum (of the images predicted j, the fraction that are j). None where the sum is 0 (no image
+    of that class, or none predicted as it): undefined, not 0."""
+    cm = np.asarray(cm, float)
+    diag, rows, cols = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
+    return {"recall": [float(d / r) if r else None for d, r in zip(diag, rows)],
+            "precision": [float(d / c) if c else None for d, c in zip(diag, cols)]}
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
 def _confusion_ax(ax, cm, names, title):
+    """Counts in the cells, colour = row fraction (recall along the diagonal); the row labels
+    carry each class's recall, the column labels its precision (per_class)."""
     cm = np.asarray(cm, float)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -377,9 +395,11 @@ def _confusion_ax(ax, cm, names, title):
         for j in range(cm.shape[1]):
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
                     color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    pc = per_class(cm)
+    ax.set_xticks(range(len(names)), [f"{n} {_pct(p)}" for n, p in zip(names, pc["precision"])],
+                  rotation=60, fontsize=7)
+    ax.set_yticks(range(len(names)), [f"{n} {_pct(r)}" for n, r in zip(names, pc["recall"])], fontsize=7)
+    ax.set(xlabel="predicted class (precision %)", ylabel="true class (recall %)", title=title)
 
 
 @_styled

@@ -23,8 +23,22 @@ def train_config(spec: dict, lam: float, cycles: int, seed: int, n_train: int) -
 
 
 def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
-    """(k, k) counts, rows = true class, columns = predicted."""
-    return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
+    """(k, k) counts, rows = true class, columns = predicted: entry [i, j] counts images of
+    class i predicted as j, the convention of sklearn.metrics.confusion_matrix (checked against
+    it in tests/report/test_figures.py). Row sums are the class counts, so the diagonal over
+    them is each class's recall, and over the column sums its precision.
+
+    Labels must be integers in [0, k): the flat index true·k + pred would silently move an
+    out-of-range prediction into the next row (or fail with a negative one)."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-d of one length, got {t.shape} and {p.shape}")
+    for name, v in (("y_true", t), ("y_pred", p)):
+        if v.size and (not np.issubdtype(v.dtype, np.integer) or v.min() < 0 or v.max() >= k):
+            raise ValueError(f"{name} must hold integer classes in [0, {k}), got {v.dtype} "
+                             f"in [{v.min()}, {v.max()}]")
+    # int64 first: a uint8 label times k would wrap at 256 (NumPy keeps the array's dtype)
+    return np.bincount(t.astype(np.int64) * k + p, minlength=k * k).reshape(k, k)
 
 
 def with_recipe(spec: dict, recipe_path=None, switches: dict | None = None) -> dict:
