@@ -51,14 +51,16 @@ def best_row(rows: list[dict]) -> dict:
 
 
 def fine_exponents(coarse_rows: list[dict], n: int, half_width: float, l_min: float,
-                   l_max: float) -> list[float]:
-    """n evenly spaced exponents over best_coarse +- half_width, clipped to [l_min, l_max].
+                   l_max: float, centre: float | None = None) -> list[float]:
+    """n evenly spaced exponents over centre +- half_width, clipped to [l_min, l_max].
 
-    Centred on the coarse winner: the coarse grid's spacing is the uncertainty
-    on where the optimum lies, so the fine grid spans about one coarse step
-    each side of it. The window is shifted, not shrunk, when it meets an edge.
+    centre: the coarse choice in log10 λ (the search table passes its surface fit's); without
+    it, the coarse best mean. The coarse grid's spacing is the uncertainty on where the optimum
+    lies, so the fine grid spans about one coarse step each side of it. The window is shifted,
+    not shrunk, when it meets an edge.
     """
-    centre = best_row(coarse_rows)["log10_lam"]
+    if centre is None:
+        centre = best_row(coarse_rows)["log10_lam"]
     lo, hi = centre - half_width, centre + half_width
     if lo < l_min:
         lo, hi = l_min, min(l_max, l_min + 2 * half_width)

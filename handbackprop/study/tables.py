@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from ..data.splits import load_split
 from ..nn.network import Network, network_from_arrays
 from ..nn.train import ensemble_metrics
 from ..runfiles import load_snapshots, load_weights, read_runs
-from . import replicates, shift
+from . import replicates, shift, surface
 from .grids import best_row, fine_exponents, lam_labels
 from .runs import confusion_matrix
 
@@ -23,16 +24,33 @@ def mean_std(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dict:
-    """One search's rows, one per λ over its seeds (sorted by λ), and its best; what the next
-    stage trains at.
+# What every search table chooses on: the search split's validation rows, by validation accuracy.
+CHOSE_ON = {"split": "search", "part": "val", "field": "val_accuracy"}
+# The coarse grid spans decades and a quadratic holds only near a peak: the coarse fit uses the
+# COARSE_FIT_POINTS λ around the best mean; the fine grid spans about one coarse step each side
+# of the coarse choice, so the fine fit uses all of it.
+COARSE_FIT_POINTS = 5
 
-    The best λ has the highest mean validation accuracy over its trained seeds (ties: the lower
-    mean validation cost), so a λ that owes a high single seed to noise is not chosen over a
-    better mean; every λ the seed noise cannot tell apart from it is marked `indistinguishable`
-    (the rule: replicates.SE_RULE). `runs` keeps every run as its own row. The coarse table also
-    writes the fine grid it implies, centred on the best mean (`fine`: n, half_width, l_min,
-    l_max), the fine table the λ of the final runs, so every later job reads a plain value.
+
+def surface_seed(model: str, stage: str) -> int:
+    """The bootstrap's RNG seed, from the table's identity (not from the accuracies, whose last
+    digits differ between machines): the same runs give the same interval."""
+    return zlib.crc32(f"{model}/{stage}".encode())
+
+
+def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dict:
+    """One search's rows, one per λ over its seeds (sorted by λ), its best mean, and the λ chosen
+    from a fit of the validation surface over every run; what the next stage trains at.
+
+    `best` is the highest mean validation accuracy over its trained seeds (ties: the lower mean
+    validation cost); every λ the seed noise cannot tell apart from it is marked
+    `indistinguishable` (replicates.SE_RULE). `runs` keeps every run as its own row. The choice
+    itself is `surface` (study/surface.py: a quadratic fit of validation accuracy on log10 λ
+    over every trained run, its chosen λ, the bootstrap interval, the flat band and a sentence),
+    because the argmax of 2-seed means follows the noise where the surface is flat. The coarse
+    table writes the fine grid centred on the surface's choice (`fine`: n, half_width, l_min,
+    l_max), the fine table the λ of the final runs (`final_lam`, that choice), so every later
+    job reads a plain value.
     """
     runs = []
     for p, m in zip(paths, read_runs(paths)):
@@ -46,15 +64,23 @@ def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dic
     runs.sort(key=lambda r: (r["lam"], r["seed"]))
     rows = replicates.lam_rows(runs)
     best = best_row(rows)
+    fit = surface.fit_surface(
+        [r["log10_lam"] for r in runs], [None if r["diverged"] else r["val_accuracy"] for r in runs],
+        grid=[r["log10_lam"] for r in rows], fit_points=COARSE_FIT_POINTS if fine is not None else None,
+        seed=surface_seed(model, stage), fallback_log10=best["log10_lam"],
+        label=f"{stage} search of {model}")
+    if fit["method"] == "best mean":  # too few λ to fit: the best row's own λ, exactly
+        fit.update(lam=float(best["lam"]), log10_lam=float(best["log10_lam"]))
     table = {"stage": stage, "model": model, "seeds": sorted({r["seed"] for r in runs}),
              "rows": rows, "runs": runs, "best": best,
              "indistinguishable": replicates.mark_indistinguishable(rows, best),
-             "se_rule": replicates.SE_RULE}
+             "se_rule": replicates.SE_RULE, "chose_on": dict(CHOSE_ON), "surface": fit}
     if fine is not None:
-        exps = fine_exponents(rows, fine["n"], fine["half_width"], fine["l_min"], fine["l_max"])
+        exps = fine_exponents(rows, fine["n"], fine["half_width"], fine["l_min"], fine["l_max"],
+                              centre=fit["log10_lam"])
         table["fine_grid"] = lam_labels([10.0 ** e for e in exps])
     else:
-        table["final_lam"] = best["lam"]
+        table["final_lam"] = float(fit["lam"])
     return table
 
 

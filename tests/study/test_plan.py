@@ -179,12 +179,19 @@ def test_coarse_table_writes_the_fine_grid_and_fine_table_the_final_lam(tmp_path
         write_runs(tmp_path, "coarse", [(1e-5, 0.30), (1e-3, 0.52), (1e-1, 0.25)]), "coarse", "m",
         fine={"n": 3, "half_width": 0.5, "l_min": -5, "l_max": -1})
     assert coarse["best"]["lam"] == 1e-3
-    assert list(coarse["fine_grid"]) == ["lam_3.16e-04", "lam_1.00e-03", "lam_3.16e-03"]
+    # The fine grid is centred on the vertex of the parabola through the three points, not on
+    # the best point: x = -3 + (h/2)(y0 - y2)/(y0 - 2 y1 + y2) with h = 2.
+    vertex = -3 + (0.30 - 0.25) / (0.30 - 2 * 0.52 + 0.25)
+    assert coarse["surface"]["shape"] == "peak" and coarse["surface"]["log10_lam"] == pytest.approx(vertex)
+    assert [math.log10(v) for v in coarse["fine_grid"].values()] == pytest.approx(
+        [vertex - 0.5, vertex, vertex + 0.5])
     fine = tables.search_table(
         write_runs(tmp_path, "fine", [(lam, acc) for lam, acc in
                                       zip(coarse["fine_grid"].values(), (0.51, 0.50, 0.53))]),
         "fine", "m")
-    assert fine["final_lam"] == pytest.approx(10 ** -2.5)  # the fine best, not the coarse one
+    # a convex fit has its maximum at the higher edge: the fine best, not the coarse choice
+    assert fine["final_lam"] == pytest.approx(10 ** (vertex + 0.5))
+    assert fine["surface"]["edge"] == "upper" and fine["surface"]["interval_log10"] is None  # df 0
     assert [r["runs"] for r in fine["rows"]] == [[f"{label}/seed1"] for label in coarse["fine_grid"]]
 
 
