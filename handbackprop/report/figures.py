@@ -68,8 +68,10 @@ def mosaic(rows: list[list], pad: int = 2) -> np.ndarray:
     return canvas
 
 
-def _image_grid(rows: list[tuple[str, list]], title: str, cell=0.62, col_labels=None) -> str:
-    """One imshow of a mosaic (fast), labelled per row (and optionally per column)."""
+def _image_grid(rows: list[tuple[str, list]], title: str, cell=0.62, col_labels=None,
+                xlabel: str = "", ylabel: str = "") -> str:
+    """One imshow of a mosaic (fast), labelled per row (and optionally per column); xlabel and
+    ylabel name what the columns and the rows are."""
     canvas = mosaic([imgs for _, imgs in rows])
     h = rows[0][1][0].shape[0] + 2
     ncols = max(len(imgs) for _, imgs in rows)
@@ -85,7 +87,7 @@ def _image_grid(rows: list[tuple[str, list]], title: str, cell=0.62, col_labels=
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title(title)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return to_uri(fig)
 
 
@@ -93,7 +95,7 @@ def _image_grid(rows: list[tuple[str, list]], title: str, cell=0.62, col_labels=
 def samples(data: dict) -> str:
     rows = [(s["label"], list(s["images"])) for s in data["samples"]]
     return _image_grid(rows, f"Training images of the final split, {data['samples_per_class']} per class "
-                             "(de-normalised)")
+                             "(de-normalised)", xlabel="training image (one per column)", ylabel="class")
 
 
 @_styled
@@ -108,6 +110,7 @@ def norm_stats(data: dict) -> str:
     ax.bar(x - 0.2, [c["mean_mean"] for c in ch], 0.4, label="mean", color=[c["channel"] for c in ch])
     ax.bar(x + 0.2, [c["std_mean"] for c in ch], 0.4, label="std", color=[c["channel"] for c in ch], alpha=0.45)
     ax.set_xticks(x, [f"{c['channel']}\nmean | std" for c in ch])
+    ax.set_xlabel("colour channel: mean (solid), std (light)")
     ax.set_ylabel("pixel value (0–255), averaged over pixels")
     ax.set_title("normalisation statistics per channel")
     return to_uri(fig)
@@ -127,6 +130,7 @@ def class_counts(data: dict) -> str:
             ax.bar(x, cc[part], bottom=bottom, label=part)
             bottom += np.asarray(cc[part])
     ax.set_xticks(x, names, rotation=30)
+    ax.set_xlabel("class")
     ax.set_ylabel("images")
     ax.set_title(f"class counts, {splits[0]['split']} split")
     ax.legend()
@@ -154,6 +158,7 @@ def gradcheck(gates: dict) -> str:
     ax.set_yscale("log")
     ax.set_xticks(x, labels, fontsize=6, rotation=90)
     ax.set_xlim(-0.7, len(rows) + 2.5)
+    ax.set_xlabel("network variant and parameter")
     ax.set_ylabel("relative error (dimensionless, log)")
     ax.set_title("Gradient check per variant and parameter (float64); dashed: thresholds")
     ax.legend(loc="upper left", ncol=3)
@@ -188,7 +193,8 @@ def gradcheck_exact(gates: dict) -> str:
            title="Errors against the long-double gradient, per parameter")
     ax2.set_yscale("log")
     ax2.set_xticks(range(len(variants)), variants, rotation=30, fontsize=7)
-    ax2.set(ylabel="our error / torch's error (log)", title="Ratio per parameter (≤ goal passes)")
+    ax2.set(xlabel="network variant (one dot per parameter)", ylabel="our error / torch's error (log)",
+            title="Ratio per parameter (≤ goal passes)")
     ax.legend(fontsize=7)
     ax2.legend(fontsize=7)
     return to_uri(fig)
@@ -419,7 +425,8 @@ def weights(f: dict, names: list[str]) -> str:
     wi = f["weight_images"]
     return _image_grid([(f"seed {wi['seed']}", wi["images"])],
                        f"{f['model']}: columns of W1 as 32×32 colour images (min–max scaled per class)",
-                       cell=0.85, col_labels=names[:len(wi["images"])])
+                       cell=0.85, col_labels=names[:len(wi["images"])],
+                       xlabel="class whose output the weights feed (column of W1)", ylabel="run")
 
 
 @_styled
@@ -432,7 +439,8 @@ def ablation(ab: dict) -> str:
             color=["C2" if r["variant"].startswith("all") and r["variant"] != "all_off" else "C0" for r in rows])
     ax.set_yticks(y, [r["variant"] for r in rows])
     ax.invert_yaxis()
-    ax.set(xlabel="test accuracy (%), mean ± std over seeds", title="Ablation: each improvement switched off")
+    ax.set(xlabel="test accuracy (%), mean ± std over seeds", ylabel="variant (improvement switched off)",
+           title="Ablation: each improvement switched off")
     return to_uri(fig)
 
 
@@ -478,7 +486,7 @@ def aug_vs_lambda(av: dict) -> str:
     ax2.axhline(0, color=LIMIT, lw=1)
     ax2.set_xlim(-0.4, 0.9)
     ax2.set_xticks([])
-    ax2.set(ylabel="shift of the fitted optimum (log10 λ)",
+    ax2.set(xlabel="seeds (spread apart), then their mean", ylabel="shift of the fitted optimum (log10 λ)",
             title=f"{sh['to']} − {sh['from']}\nverdict: {sh['verdict']}")
     ax2.legend(fontsize=7, loc="best")
     return to_uri(fig)
@@ -515,7 +523,7 @@ def init_sensitivity(ins: dict) -> str:
         axes[i][0].set(ylabel="training loss (nats)", title=f"{which}: training loss")
         axes[i][1].set(ylabel="validation accuracy (%)", title=f"{which}: validation accuracy")
         axes[i][0].legend(fontsize=7)
-    for ax in axes[1]:
+    for ax in axes.ravel():  # shared x, named on every panel: each must read on its own
         ax.set_xlabel("update step")
     return to_uri(fig)
 
@@ -531,6 +539,7 @@ def benchmarks(b: dict) -> str:
     axes[0][1].set(xlabel="peak resident memory of one job (MB)", title="Peak memory per stage")
     for ax in axes[0]:
         ax.set_yticks(y, [r["stage"] for r in rows], fontsize=7)
+        ax.set_ylabel("workflow stage")
         ax.invert_yaxis()
     return to_uri(fig)
 
