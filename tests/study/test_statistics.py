@@ -301,3 +301,34 @@ def test_fitted_optimum_check_catches_the_planted_mistakes(monkeypatch):
     monkeypatch.setattr(shift, "FLAT", 0.0)  # planted: "a < 0" alone, the code before issue 23
     with pytest.raises(AssertionError):
         check_fitted_optimum(shift.fitted_optimum)
+
+
+def check_aug_per_lam(collect_fn):
+    """report.collect.collect_aug_vs_lambda's per-λ mean ± std (the aug-vs-λ figure's error
+    bars): two seeds per λ and condition, one diverged seed left out."""
+    accs = {(False, 1e-3): [0.52, 0.57], (True, 1e-3): [0.50, 0.58], (True, 1e-2): [0.44, 0.47]}
+    rows = [{"augmentation": aug, "lam": lam, "log10_lam": math.log10(lam), "seed": i + 1, "diverged": False,
+             "val_accuracy": a} for (aug, lam), v in accs.items() for i, a in enumerate(v)]
+    rows.append({"augmentation": True, "lam": 1e-2, "log10_lam": -2.0, "seed": 3, "diverged": True,
+                 "val_accuracy": None})
+    per_lam = {(r["augmentation"], r["lam"]): r for r in collect_fn({"rows": rows}, {})["per_lam"]}
+    for key, v in accs.items():
+        assert per_lam[key]["n"] == 2
+        assert per_lam[key]["val_accuracy_mean"] == pytest.approx(statistics.fmean(v))
+        assert per_lam[key]["val_accuracy_std"] == pytest.approx(statistics.stdev(v), rel=1e-12)
+    assert per_lam[(True, 1e-2)]["n_diverged"] == 1
+
+
+def test_aug_vs_lambda_error_bars_are_stdev():
+    from handbackprop.report import collect
+    check_aug_per_lam(collect.collect_aug_vs_lambda)
+
+    def ddof0(av, settings):  # planted: np.std's default ddof = 0
+        out = collect.collect_aug_vs_lambda(av, settings)
+        for r in out["per_lam"]:
+            v = [x["val_accuracy"] for x in av["rows"] if x["augmentation"] == r["augmentation"]
+                 and x["lam"] == r["lam"] and not x["diverged"]]
+            r["val_accuracy_std"] = float(np.std(v))
+        return out
+    with pytest.raises(AssertionError):
+        check_aug_per_lam(ddof0)
