@@ -119,20 +119,85 @@ def snapshot_ensemble(snapshot_paths, seeds, spec: dict, dtype: str, data, lam: 
             "members": per_seed[0]["members"] if per_seed else 0}
 
 
+def headline(model: str, runs: list[dict], fine_table: dict | None, level: float = 0.95) -> dict:
+    """The headline figure's interval (surface.headline_interval: the final seeds' standard error
+    and the λ selection's bootstrap cost in quadrature) and, in words generated from what was
+    combined, the sources of variation it covers and those it does not."""
+    accs = [r["test_accuracy"] for r in runs]
+    fit = (fine_table or {}).get("surface") or {}
+    h = surface.headline_interval(accs, fit.get("selection"), level)
+    spec, n = runs[0].get("spec") or {}, len(runs)
+    lam_model = (fine_table or {}).get("model", model)
+    covers, not_covered = [], []
+    streams = ["weight initialisation", "mini-batch order"]
+    if spec.get("dropout"):
+        streams.append("dropout masks")
+    if spec.get("flip") or spec.get("max_shift"):
+        streams.append("augmentation draws")
+    if "final seeds" in h["components"]:
+        covers.append(f"{', '.join(streams)}: the spread of the {n} final runs' test accuracy, one "
+                      f"seed each (standard error {100 * h['components']['final seeds']['se']:.2f} "
+                      f"points, df {h['components']['final seeds']['df']})")
+    else:
+        not_covered.append(f"{', '.join(streams)}: one final run, so no seed spread")
+    if "λ selection" in h["components"]:
+        c, boot = h["components"]["λ selection"], fit["bootstrap"]
+        covers.append(f"the λ choice: {boot['replicates']} residual-bootstrap refits of the "
+                      f"{lam_model} fine search's surface ({fit['n_runs']} runs at {fit['n_lams']} λ), "
+                      f"each refit's chosen λ valued on the fitted validation accuracy (RMS cost "
+                      f"{100 * c['se']:.2f} points, df {c['df']})")
+    elif fine_table is None:
+        not_covered.append("the λ choice: no fine search table was given to the summary")
+    elif fit.get("method") != "quadratic":
+        not_covered.append(f"the λ choice: the {lam_model} fine search has too few λ for a surface fit")
+    else:
+        not_covered.append(f"the λ choice: the {lam_model} fine search has as many runs as fitted "
+                           "parameters, so no noise estimate")
+    if fine_table is not None:
+        not_covered.append("the coarse search's placement of the fine grid (the bootstrap refits "
+                           "the fine search only)")
+        not_covered.append(f"how the test accuracy after {runs[0]['cycles']} cycle(s) on the final "
+                           "split depends on λ beyond what the search's validation surface shows "
+                           "(the selection cost is valued on the search split's validation rows)")
+    if lam_model != model:
+        not_covered.append(f"how {model}'s own accuracy depends on λ: its λ is {lam_model}'s, and "
+                           f"the selection cost is measured on {lam_model}'s validation surface")
+    not_covered.append("the settings fixed before the λ search (architecture, learning-rate "
+                       f"bounds ({runs[0].get('eta_source') or 'config'}), the training recipe)")
+    not_covered.append("BLAS kernel rounding on other machines or thread counts: not varied here, "
+                       "covered only insofar as it acts like another seed")
+    n_test = sum(map(sum, runs[0]["confusion"])) if runs[0].get("confusion") else None
+    if n_test:
+        p = h["mean"]
+        not_covered.append(f"the sampling of the test images: every run scores the same {n_test} "
+                           f"(binomial SE of the accuracy as a population estimate "
+                           f"{100 * math.sqrt(p * (1 - p) / n_test):.2f} points)")
+    pct = f"{100 * level:g}%"
+    if h["half_width"] is None:
+        text = f"no {pct} interval (no source of variation was estimated)"
+    else:
+        text = (f"{pct} interval {100 * h['low']:.2f}–{100 * h['high']:.2f}% "
+                f"(± {100 * h['half_width']:.2f} points over {' and '.join(h['components'])})")
+    return {**h, "covers": covers, "does_not_cover": not_covered, "lam_model": lam_model, "text": text}
+
+
 def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool, dtype: str,
-                  snapshot_paths=None) -> dict:
-    """Test accuracy over seeds; with `ensemble`, the seed ensemble (averaged softmax of the
-    seeds' final networks); with `snapshot_paths` (one snapshots.npz per run, in run order),
-    each run's snapshot ensemble of its cycle-end networks."""
+                  snapshot_paths=None, fine_table: dict | None = None) -> dict:
+    """Test accuracy over seeds and its headline interval (`headline`; `fine_table`: the fine
+    search table the λ came from, for the selection's uncertainty); with `ensemble`, the seed
+    ensemble (averaged softmax of the seeds' final networks); with `snapshot_paths` (one
+    snapshots.npz per run, in run order), each run's snapshot ensemble of its cycle-end
+    networks."""
     runs = read_runs(run_paths)
     accs = [r["test_accuracy"] for r in runs]
     mean, std = mean_std(accs)
     out = {"model": model, "lam": runs[0]["lam"], "seeds": [r["seed"] for r in runs],
            "test_accuracy": accs, "test_accuracy_mean": mean, "test_accuracy_std": std,
            "seconds": [r["seconds"] for r in runs], "spec": runs[0]["spec"],
-           "code_hash": runs[0]["code_hash"], "cycles": runs[0]["cycles"]}
+           "code_hash": runs[0]["code_hash"], "cycles": runs[0]["cycles"],
+           "headline": headline(model, runs, fine_table)}
     text = (f"{model}: test accuracy {100 * mean:.2f}% ± {100 * std:.2f} over {len(accs)} seed(s), "
-            f"λ {out['lam']:.3g}")
+            f"λ {out['lam']:.3g}; {out['headline']['text']}")
     data = None
     if ensemble and len(weight_paths) > 1:
         data = load_split(split_dir)

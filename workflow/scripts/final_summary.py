@@ -14,9 +14,16 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.atomic import write_json
     from handbackprop.study import tables
 
+    import json
+
     sm = snakemake  # noqa: F821
+    # The fine search table the λ came from (the model's own or its lam_from's): the headline
+    # interval adds the λ choice's uncertainty from it. Absent from an older rule: seeds only.
+    fine_path = getattr(sm.input, "fine_table", None)
+    fine_table = json.loads(Path(str(fine_path)).read_text()) if fine_path else None
     summary = tables.final_summary(
         sm.input.runs, sm.input.weights, Path(sm.input.stats).parent, sm.wildcards.model,
-        ensemble=sm.params.ensemble, dtype=sm.params.dtype, snapshot_paths=sm.input.snapshots)
+        ensemble=sm.params.ensemble, dtype=sm.params.dtype, snapshot_paths=sm.input.snapshots,
+        fine_table=fine_table)
     write_json(sm.output.json, summary)
     print(summary["text"])

@@ -18,5 +18,6 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
                                 fine=sm.params.fine)
     write_table(table, sm.output.json, sm.output.csv)
     b = table["best"]
-    print(f"best λ {b['lam']:.4g} (mean val acc {b['val_accuracy']:.4f} over {b['n']} seed(s)); "
+    print(f"best mean λ {b['lam']:.4g} (mean val acc {b['val_accuracy']:.4f} over {b['n']} seed(s)); "
           f"indistinguishable: {', '.join(f'{v:.3g}' for v in table['indistinguishable'])}")
+    print(table["surface"]["sentence"])
