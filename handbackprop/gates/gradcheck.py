@@ -5,6 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The error figures and the limits' verdicts are the user-facing checker's (handbackprop.check):
+# one definition for the study's layers and for a user's. Re-exported: trajectory gates use them.
+from ..check.errors import (compare, exact_ratio_exceeded, exceeded, max_relative_error,  # noqa: F401
+                            norm_relative_error)
 from ..nn.network import Network
 from . import exactness, torch_bn_reference, torch_reference
 
@@ -18,17 +22,6 @@ class GradcheckThresholds:
     fd_norm_rel: float = 1e-6
     # Our float64 error over torch's, both against the long-double gradient; measured 0.17-0.56.
     exact_ratio: float = 2.0
-
-
-def max_relative_error(a, b) -> float:
-    """max |a - b| / max(1e-12, |a| + |b|), elementwise."""
-    return float(np.max(np.abs(a - b) / np.maximum(1e-12, np.abs(a) + np.abs(b))))
-
-
-def norm_relative_error(a, b) -> float:
-    """||a - b|| / ||b||: meaningful even where entries cancel to near zero."""
-    denom = np.linalg.norm(b)
-    return float(np.linalg.norm(a - b) / denom) if denom > 0 else float(np.linalg.norm(a - b))
 
 
 def finite_difference(net: Network, X, y, lam, masks, name, coords, h=1e-6):
@@ -67,8 +60,7 @@ def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.rand
         fd = finite_difference(net, X, y, lam, masks, pname, coords)
         params[pname] = {
             "shape": list(a.shape),
-            "max_rel": max_relative_error(a, b),
-            "norm_rel": norm_relative_error(a, b),
+            **compare(a, b),  # max_rel, norm_rel
             "fd_norm_rel": norm_relative_error(a.reshape(-1)[coords], fd),
             "fd_coords": int(k),
         }
@@ -83,11 +75,9 @@ def check_variant(name: str, net: Network, X, y, lam: float, masks, rng: np.rand
         failures.append(f"{name}: cost {cost:.17g} vs torch {t_cost:.17g} "
                         f"(relative error {cost_rel:.3e} > {thresholds.cost_rel:.0e})")
     for pname, fig in params.items():
-        for key, limit in (("max_rel", thresholds.max_rel), ("norm_rel", thresholds.norm_rel),
-                           ("fd_norm_rel", thresholds.fd_norm_rel)):
-            if not fig[key] <= limit:
-                failures.append(f"{name}: parameter {pname}: {key} = {fig[key]:.3e} > {limit:.0e}")
-        if exact_figs and exact_figs["extended"] and not fig["exact_ratio"] <= thresholds.exact_ratio:
+        for key, value, limit in exceeded(fig, thresholds):
+            failures.append(f"{name}: parameter {pname}: {key} = {value:.3e} > {limit:.0e}")
+        if exact_figs and exact_figs["extended"] and exact_ratio_exceeded(fig, thresholds):
             failures.append(f"{name}: parameter {pname}: error against the long-double gradient "
                             f"{fig['exact_ours_err']:.2e} is {fig['exact_ratio']:.3g}x torch's "
                             f"{fig['exact_torch_err']:.2e} (> {thresholds.exact_ratio:g})")
