@@ -28,17 +28,22 @@ leaves C unchanged and returns: a caller would go on as if the update happened. 
 therefore applies the library's own argument checks before every call (`gemm_error`, the rules of
 OpenBLAS interface/gemm.c for CBLAS, parameter numbers as it reports them) and raises
 `BlasError` instead; tests/nn/test_blas.py holds it to the library's verdict on each bad argument.
-axpy has no argument the library rejects (n <= 0 is a no-op), so it needs no check.
+axpy has no argument the library rejects (n <= 0 is a no-op, any increment is defined), so it
+needs no check (tested too).
 
 Why not scipy.linalg.blas.?gemm (a public interface, which also works where NumPy is linked
-against MKL or Accelerate)? It writes in place (``sgemm(α, doutᵀ, xᵀ, β, Wᵀ, trans_b=1,
-overwrite_c=1)`` into the Fortran view Wᵀ of a C-order W, bit-identical results), and its call
-costs less (1.4 µs against ctypes' 7 µs), but it calls the OpenBLAS SciPy bundles
-(scipy.libs/libscipy_openblas-*.so, 0.3.30; threadpoolctl limits it too), whose kernels measured
-slower on the study's shapes: scipy/private, medians of 31 interleaved ABBA rounds at 1 thread
-on a shared 2-core machine (python tests/nn/test_blas.py prints them): float32 (100×3072)ᵀ(100×50)
-1.04 (IQR 1.03–1.07), ᵀ(100×500) 1.05, ᵀ(100×10) 1.07; float64 1.09, 1.03, 1.41. So the call stays
-on NumPy's own OpenBLAS; another NumPy build takes the NumPy expression.
+against MKL or Accelerate)? It does write in place: ``sgemm(α, doutᵀ, xᵀ, β, Wᵀ, trans_b=1,
+overwrite_c=1)`` computes Wᵀ <- βWᵀ + α doutᵀx in the Fortran view Wᵀ of the C-order W (no copy;
+bit-identical to ours on the shapes measured), and its call costs less than ctypes' (1.4 against
+7 µs). But it calls the OpenBLAS SciPy bundles (scipy.libs/libscipy_openblas-*.so, 0.3.30, not
+NumPy's 0.3.31; threadpoolctl limits both), and that measured slower on the fused step's shapes.
+scipy/private time, median of 31 interleaved A-B-B-A rounds at 1 BLAS thread, three runs on a
+shared 2-core machine (noisy; `python tests/nn/test_blas.py` prints them):
+  float32 (100×3072)ᵀ·(100×10)  1.07 1.12 1.09    float64  1.41 1.28 1.38
+          (100×3072)ᵀ·(100×50)  1.04 1.01 1.04             1.09 1.12 1.08
+          (100×3072)ᵀ·(100×500) 1.05 1.03 1.05             1.03 0.94 1.01
+So the call stays on NumPy's own OpenBLAS (the private symbols below, found next to NumPy);
+another NumPy build (MKL, Accelerate) takes the NumPy expression, not scipy.
 """
 from __future__ import annotations
 

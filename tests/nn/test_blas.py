@@ -89,6 +89,18 @@ def test_our_checks_are_the_librarys_own(capfd, dtype):
     assert rejected > 50  # the sample did exercise the error paths
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_has_no_argument_the_library_rejects(capfd, dtype):
+    """Why axpy goes unchecked (blas module docstring): odd sizes and increments are no-ops or
+    defined cases in OpenBLAS, never an xerbla report."""
+    x, y = np.ones(8, dtype), np.zeros(8, dtype)
+    fn = blas._axpy[np.dtype(dtype)]
+    for n, incx, incy in ((-1, 1, 1), (0, 1, 1), (2, 0, 1), (2, 1, 0), (2, -1, -1), (2, 0, 0)):
+        capfd.readouterr()
+        fn(n, 1.0, x.ctypes.data, incx, y.ctypes.data, incy)
+        assert "illegal value" not in printed(capfd), (n, incx, incy)
+
+
 def test_a_rejected_call_raises_and_leaves_c_alone(capfd):
     c = np.full(CELLS, 7.0, np.float32)
     a = np.ones(CELLS, np.float32)
