@@ -162,7 +162,13 @@ def numpy_calls(fn) -> list[tuple[int, str, str]]:
     """Direct uses of the NumPy module inside `fn`: (line, `np.sqrt`, the source line). Such a
     forward cannot run on torch tensors, so autograd could not differentiate it."""
     fn = _unwrap(fn)
-    node, filename, _ = source_of(fn)
+    try:  # a lambda or a partial statement has no FunctionDef of its own: scan its lines
+        lines, start = inspect.getsourcelines(fn)
+        node = ast.parse(textwrap.dedent("".join(lines)))
+        ast.increment_lineno(node, start - 1)
+        filename = inspect.getsourcefile(fn) or ""
+    except (OSError, TypeError, SyntaxError):
+        return []  # no source: running it on torch will say what fails
     numpy_names = {n for n, v in fn.__globals__.items() if v is np}
     numpy_names |= {n for n, v in inspect.getclosurevars(fn).nonlocals.items() if v is np}
     try:
