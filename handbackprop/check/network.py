@@ -102,7 +102,7 @@ def check_network(net, *, seed: int = 0, thresholds: Thresholds = Thresholds(),
             loss, g = net.loss_and_grads(params, X, y)
             losses.append(float(loss))
             params = _step(net, params, g, net.lr)
-    final = net.loss_and_grads(params, X, y)[0]
+        final = net.loss_and_grads(params, X, y)[0]
     checks["overfit"] = {"passed": bool(final <= overfit_bound), "first": losses[0], "final": float(final),
                          "summary": f"loss {losses[0]:.3f} -> {final:.4f} in {overfit_steps} steps "
                                     f"on {len(y)} rows (bound {overfit_bound})"}
