@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     c.add_argument("--markdown", action="store_true", help="mutation tables in Markdown")
     c.add_argument("--json", metavar="PATH", help="write the evidence as JSON")
     a = p.parse_args(argv)
-    from .mutate import format_mutations
+    from .mutate import format_mutations  # noqa: F401 - also loads the mutation kinds
 
     results, bad_input = [], False
     for target in a.targets:
@@ -54,6 +54,10 @@ def main(argv=None) -> int:
             if "mutations" in ev:
                 print(format_mutations(ev["mutations"], markdown=a.markdown))
             print()
+    mutated = [r["mutations"] for r in results if "mutations" in r]
+    if a.markdown and mutated:
+        from .mutate import summary_table
+        print(summary_table(mutated) + "\n")
     if a.json:
         with open(a.json, "w") as f:
             f.write(dumps({"results": results}))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import inspect
 import types
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class Mutant:
     kind: str
     line: int
     description: str
+    col: int | None = None
 
 
 def _src(node) -> str:
@@ -81,8 +83,13 @@ def enumerate_mutants(fn_node: ast.FunctionDef) -> list[Mutant]:
             elif isinstance(node.op, ast.MatMult) and not (isinstance(node.right, ast.Attribute)
                                                            and node.right.attr == "T"):
                 out.append(Mutant(i, "transpose", line, f"`{s}` -> `{_src(node.left)} @ ({_src(node.right)}).T`"))
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and not _const_number(node.operand):
-            out.append(Mutant(i, "sign", line, f"`{_src(node)}` -> `{_src(node.operand)}`"))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            if _const_number(node.operand):  # a negative literal is one constant: -1 -> 1
+                if id(node.operand) not in axis_consts:
+                    axis_consts.add(id(node.operand))
+                    out.append(Mutant(i, "constant", line, f"constant {_src(node)} -> {_src(node.operand)}"))
+            else:
+                out.append(Mutant(i, "sign", line, f"`{_src(node)}` -> `{_src(node.operand)}`"))
         elif isinstance(node, ast.AugAssign):
             s = _src(node)
             if isinstance(node.op, (ast.Add, ast.Sub)):
@@ -113,7 +120,33 @@ def _changed_constant(v):
     return 1.0 if v == 0 else 2.0 * v
 
 
-def apply(fn_node: ast.FunctionDef, m: Mutant) -> ast.FunctionDef:
+def mutate_expr(node: ast.expr, kind: str) -> ast.expr:
+    """The mutated copy of one expression (for `axis`, of the keyword's value)."""
+    node = copy.deepcopy(node)
+    if kind == "axis":
+        return node.elts[0] if isinstance(node, ast.Tuple) else ast.Constant(_other_axis(node))
+    if kind == "sign" and isinstance(node, ast.BinOp):
+        node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+        return node
+    if kind in ("sign", "constant") and isinstance(node, ast.UnaryOp):
+        return node.operand
+    if kind in ("term", "factor", "1/N"):
+        return node.left
+    if kind in ("term:right", "factor:right"):
+        return node.right
+    if kind == "transpose" and isinstance(node, ast.Attribute):
+        return node.value
+    if kind == "transpose":
+        node.right = ast.Attribute(value=node.right, attr="T", ctx=ast.Load())
+        return node
+    if kind == "constant":
+        node.value = _changed_constant(node.value)
+        return node
+    raise ValueError(kind)
+
+
+def _locate(fn_node: ast.FunctionDef, m: Mutant):
+    """A copy of the function, the mutated node in it, and a function replacing that node."""
     tree = copy.deepcopy(fn_node)
     nodes = list(ast.walk(tree))
     node = nodes[m.index]
@@ -127,46 +160,73 @@ def apply(fn_node: ast.FunctionDef, m: Mutant) -> ast.FunctionDef:
             elif isinstance(val, ast.AST):
                 parents[id(val)] = (p, fname, None)
 
-    def replace(new):
-        p, fname, j = parents[id(node)]
+    def replace(target, new):
+        p, fname, j = parents[id(target)]
         if j is None:
             setattr(p, fname, new)
         else:
             getattr(p, fname)[j] = new
-
-    k = m.kind
-    if k == "axis":
-        v = node.value
-        node.value = (v.elts[0] if isinstance(v, ast.Tuple) else ast.Constant(_other_axis(v)))
-    elif k == "sign" and isinstance(node, ast.BinOp):
-        node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
-    elif k == "sign" and isinstance(node, ast.UnaryOp):
-        replace(node.operand)
-    elif k == "sign" and isinstance(node, ast.AugAssign):
-        node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
-    elif k in ("term", "factor", "1/N") and isinstance(node, ast.BinOp):
-        replace(node.left)
-    elif k in ("term:right", "factor:right"):
-        replace(node.right)
-    elif k in ("term", "factor", "1/N") and isinstance(node, ast.AugAssign):
-        replace(ast.Pass())
-    elif k == "transpose" and isinstance(node, ast.Attribute):
-        replace(node.value)
-    elif k == "transpose":
-        node.right = ast.Attribute(value=node.right, attr="T", ctx=ast.Load())
-    elif k == "constant":
-        node.value = _changed_constant(node.value)
     tree.decorator_list = []
+    return tree, node, replace
+
+
+def apply(fn_node: ast.FunctionDef, m: Mutant) -> ast.FunctionDef:
+    tree, node, replace = _locate(fn_node, m)
+    if isinstance(node, ast.keyword):
+        node.value = mutate_expr(node.value, m.kind)
+    elif isinstance(node, ast.AugAssign):
+        if m.kind == "sign":
+            node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+        else:
+            replace(node, ast.Pass())
+    else:
+        replace(node, mutate_expr(node, m.kind))
     return ast.fix_missing_locations(tree)
 
 
-def compile_mutant(original, fn_node: ast.FunctionDef, filename: str):
+def explain_equivalent(layer, fn_node, m: Mutant, filename, x, params, kwargs, G) -> str:
+    """Why a mutant with bit-identical gradients is equivalent: the original is rerun with the
+    mutated expression evaluated beside the original one, and their values compared."""
+    tree, node, replace = _locate(fn_node, m)
+    if isinstance(node, ast.AugAssign):
+        return "the statement's effect never reaches the gradient"
+    target = node.value if isinstance(node, ast.keyword) else node
+    seen = []
+
+    def probe(orig, mutated):
+        try:
+            same = np.array_equal(np.asarray(orig), np.asarray(mutated))
+        except Exception:  # noqa: BLE001 - values of different kinds differ
+            same = False
+        seen.append((same, orig))
+        return orig
+
+    call = ast.Call(func=ast.Name("__hbp_probe", ast.Load()),
+                    args=[copy.deepcopy(target), mutate_expr(target, m.kind)], keywords=[])
+    if isinstance(node, ast.keyword):
+        node.value = call
+    else:
+        replace(node, call)
+    fn = compile_mutant(layer.backward, ast.fix_missing_locations(tree), filename,
+                        extra={"__hbp_probe": probe})
+    run_backward(contract.Layer(layer.name, layer.forward, fn, obj=layer.obj), x, params, kwargs, G)
+    if not seen:
+        return "the mutated code never runs at this point (a branch not taken)"
+    if all(s for s, _ in seen):
+        v = seen[0][1]
+        val = f" (= {v!r})" if np.ndim(v) == 0 and not isinstance(v, np.ndarray) else ""
+        return (f"`{_src(target)}` and `{_src(mutate_expr(target, m.kind))}` have the same value "
+                f"here{val}: equivalent at this point; another point could tell them apart")
+    return "the value changes but never reaches the gradient (e.g. a buffer's unread entries)"
+
+
+def compile_mutant(original, fn_node: ast.FunctionDef, filename: str, extra: dict | None = None):
     """The mutated function in the original's module globals, bound like the original."""
     raw = contract._unwrap(original)
     if raw.__code__.co_freevars:
         raise ContractError(f"{raw.__qualname__} is a closure: mutation needs a plain function")
     module = ast.Module(body=[fn_node], type_ignores=[])
-    namespace = dict(raw.__globals__)
+    namespace = {**raw.__globals__, **(extra or {})}
     exec(compile(module, filename, "exec"), namespace)  # noqa: S102 - the user's own code, mutated
     fn = namespace[fn_node.name]
     if hasattr(original, "__self__"):
@@ -201,9 +261,15 @@ def mutation_test(layer, x=None, params=None, *, kwargs=None, seed: int = 0,
     original = run_backward(layer, x, params, kwargs, G)
     fn_node, filename, _ = contract.source_of(layer.backward)
     all_mutants = enumerate_mutants(fn_node)
+    first = inspect.getsourcelines(contract._unwrap(layer.backward))[0][0]
+    indent = len(first) - len(first.lstrip())  # the AST's columns are of the dedented source
+    nodes = list(ast.walk(fn_node))
+    for m in all_mutants:
+        m.col = getattr(nodes[m.index], "col_offset", -1 - indent) + indent + 1  # 1-based
     rows = []
     for m in select(all_mutants, max_mutants):
-        row = {"line": m.line, "kind": m.kind.split(":")[0], "mutation": m.description}
+        row = {"line": m.line, "kind": m.kind.split(":")[0], "mutation": m.description,
+               "where": f"line {m.line}" + (f", col {m.col}" if m.col is not None else "")}
         try:
             fn = compile_mutant(layer.backward, apply(fn_node, m), filename)
             mutant_layer = contract.Layer(layer.name, layer.forward, fn, obj=layer.obj)
@@ -219,8 +285,8 @@ def mutation_test(layer, x=None, params=None, *, kwargs=None, seed: int = 0,
                 same = all(np.array_equal(grads[n], original[n]) for n in original)
                 delta = max(compare(grads[n], original[n])["norm_rel"] for n in original)
                 row.update(caught=False, how=(
-                    "equivalent mutant: bit-identical gradients (the change does not alter "
-                    "the computation here)" if same else
+                    "equivalent mutant: bit-identical gradients; " + explain_equivalent(
+                        layer, fn_node, m, filename, x, params, kwargs, G) if same else
                     f"equivalent up to rounding: gradients move by {delta:.1e}, the same maths"
                     if delta <= 1e-13 else
                     f"NOT equivalent: gradients move by {delta:.1e} yet stay within the limits"))
@@ -228,12 +294,33 @@ def mutation_test(layer, x=None, params=None, *, kwargs=None, seed: int = 0,
             row.update(caught=True, how=f"crashes: {type(e).__name__}: {str(e).splitlines()[0][:70]}")
         rows.append(row)
     caught = sum(r["caught"] for r in rows)
-    return {"layer": layer.name, "n_mutants": len(rows), "n_candidates": len(all_mutants),
+    crashed = sum(r["caught"] and r["how"].startswith("crashes") for r in rows)
+    return {"layer": layer.name, "n_mutants": len(rows), "crashed": crashed, "n_candidates": len(all_mutants),
             "caught": caught, "survived": [r for r in rows if not r["caught"]], "rows": rows}
 
 
+KINDS = ("sign", "term", "factor", "transpose", "axis", "constant", "1/N")
+
+
+def summary_table(evs: list[dict]) -> str:
+    """One Markdown row per layer: caught/mutants per kind, total, survivors."""
+    lines = ["| layer | " + " | ".join(KINDS) + " | caught | by figures / by a crash | survived (all equivalent?) |",
+             "|---|" + "---|" * (len(KINDS) + 3)]
+    for ev in evs:
+        cells = []
+        for k in KINDS:
+            rows = [r for r in ev["rows"] if r["kind"] == k]
+            cells.append(f"{sum(r['caught'] for r in rows)}/{len(rows)}" if rows else "–")
+        surv = ev["survived"]
+        eq = all(r["how"].startswith("equivalent") for r in surv)
+        lines.append(f"| {ev['layer']} | " + " | ".join(cells) + f" | {ev['caught']} of {ev['n_mutants']} | {ev['caught'] - ev['crashed']} / {ev['crashed']} | "
+                     f"{len(surv)}{' (yes)' if surv and eq else ' (NO)' if surv else ''} |")
+    return "\n".join(lines)
+
+
 def format_mutations(ev: dict, markdown: bool = False) -> str:
-    head = (f"{ev['layer']}: caught {ev['caught']} of {ev['n_mutants']} mutants of the backward"
+    head = (f"{ev['layer']}: caught {ev['caught']} of {ev['n_mutants']} mutants of the backward "
+            f"({ev['caught'] - ev['crashed']} by the figures, {ev['crashed']} by a crash)"
             + (f" (a spread of {ev['n_candidates']} candidates)" if ev["n_candidates"] > ev["n_mutants"] else ""))
     surv = ev["survived"]
     if markdown:
@@ -246,8 +333,8 @@ def format_mutations(ev: dict, markdown: bool = False) -> str:
         lines += [f"| {k} | {c} | {n} |" for k, (c, n) in kinds.items()]
         if surv:
             lines += ["", f"{len(surv)} survived:"]
-            lines += [f"- line {r['line']}: {r['mutation']} — {r['how']}" for r in surv]
+            lines += [f"- {r['where']}: {r['mutation']} — {r['how']}" for r in surv]
         return "\n".join(lines)
     lines = [head + (f"; these {len(surv)} survived:" if surv else "; none survived")]
-    lines += [f"  line {r['line']}: {r['mutation']} — {r['how']}" for r in surv]
+    lines += [f"  {r['where']}: {r['mutation']} — {r['how']}" for r in surv]
     return "\n".join(lines)
