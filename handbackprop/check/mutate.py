@@ -10,6 +10,7 @@ bug people actually write:
 - axis:      axis=0 -> axis=1 (and back), axis=(0, 2) -> axis=0
 - constant:  an integer k -> k + 1, a float c -> 2c (0 -> 1)
 - 1/N:       a / n -> a, an `x /= n` statement dropped
+- accumulate: np.add.at(a, idx, v) -> a[idx] = v (col2im: overlapping patches overwrite)
 
 Each mutant replaces the layer's backward (compiled with the backward's own module globals)
 and is checked against the autograd reference computed once. A mutant is caught when the
@@ -99,6 +100,11 @@ def enumerate_mutants(fn_node: ast.FunctionDef) -> list[Mutant]:
                 out.append(Mutant(i, "1/N", line, f"`{s}` dropped"))
             elif isinstance(node.op, ast.Mult):
                 out.append(Mutant(i, "factor", line, f"`{s}` dropped"))
+        elif (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+              and _src(node.value.func).endswith("add.at") and len(node.value.args) == 3):
+            a, idx, v = node.value.args
+            out.append(Mutant(i, "accumulate", line, f"`{_src(node)}` -> `{_src(a)}[{_src(idx)}] = "
+                                                     f"{_src(v)}` (overlaps overwrite, not add)"))
         elif isinstance(node, ast.Attribute) and node.attr == "T":
             out.append(Mutant(i, "transpose", line, f"`{_src(node)}` -> `{_src(node.value)}`"))
     for i, node in enumerate(ast.walk(fn_node)):
@@ -174,6 +180,10 @@ def apply(fn_node: ast.FunctionDef, m: Mutant) -> ast.FunctionDef:
     tree, node, replace = _locate(fn_node, m)
     if isinstance(node, ast.keyword):
         node.value = mutate_expr(node.value, m.kind)
+    elif m.kind == "accumulate":
+        a, idx, v = node.value.args
+        replace(node, ast.Assign(targets=[ast.Subscript(value=a, slice=idx, ctx=ast.Store())],
+                                 value=v, lineno=node.lineno))
     elif isinstance(node, ast.AugAssign):
         if m.kind == "sign":
             node.op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
@@ -188,7 +198,7 @@ def explain_equivalent(layer, fn_node, m: Mutant, filename, x, params, kwargs, G
     """Why a mutant with bit-identical gradients is equivalent: the original is rerun with the
     mutated expression evaluated beside the original one, and their values compared."""
     tree, node, replace = _locate(fn_node, m)
-    if isinstance(node, ast.AugAssign):
+    if isinstance(node, (ast.AugAssign, ast.Expr)):
         return "the statement's effect never reaches the gradient"
     target = node.value if isinstance(node, ast.keyword) else node
     seen = []
@@ -299,7 +309,7 @@ def mutation_test(layer, x=None, params=None, *, kwargs=None, seed: int = 0,
             "caught": caught, "survived": [r for r in rows if not r["caught"]], "rows": rows}
 
 
-KINDS = ("sign", "term", "factor", "transpose", "axis", "constant", "1/N")
+KINDS = ("sign", "term", "factor", "transpose", "axis", "constant", "1/N", "accumulate")
 
 
 def summary_table(evs: list[dict]) -> str:
