@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def example(name):
     return load_module(EXAMPLES / f"{name}.py")
 
-BN, CONV, LN = example("batchnorm"), example("conv"), example("layernorm")
+BN, CONV, LN, ATT = example("batchnorm"), example("conv"), example("layernorm"), example("attention")
 
 
 def torch_reference(kind, x, params, G):
@@ -29,6 +29,9 @@ def torch_reference(kind, x, params, G):
     pt = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     if kind == "bn":
         out = F.batch_norm(xt, None, None, pt["gamma"], pt["beta"], training=True, eps=1e-5)
+    elif kind == "attn":
+        q, k, v = (xt @ pt[w] for w in ("Wq", "Wk", "Wv"))
+        out = F.scaled_dot_product_attention(q[None], k[None], v[None])[0]
     elif kind == "ln":
         out = F.layer_norm(xt, (x.shape[1],), pt["gamma"], pt["beta"], eps=1e-5)
     else:
@@ -37,7 +40,8 @@ def torch_reference(kind, x, params, G):
     return dict(zip(["x", *pt], (g.numpy() for g in grads)))
 
 
-@pytest.mark.parametrize("kind,layer", [("bn", BN.BatchNorm), ("ln", LN.LayerNorm), ("conv", CONV.Conv2d)])
+@pytest.mark.parametrize("kind,layer", [("bn", BN.BatchNorm), ("ln", LN.LayerNorm), ("conv", CONV.Conv2d),
+                                         ("attn", ATT.SelfAttention)])
 def test_correct_layers_pass_with_the_figures_torch_gives(kind, layer):
     ev = check_layer(layer, seed=3)
     assert ev["passed"] and ev["verdict"] == "pass", ev["failures"]

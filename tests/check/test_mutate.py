@@ -10,10 +10,11 @@ from handbackprop.check.contract import as_layer, load_module, source_of
 from handbackprop.check.mutate import apply, compile_mutant, enumerate_mutants, mutation_test
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-BN, CONV, LN = (load_module(EXAMPLES / f"{n}.py") for n in ("batchnorm", "conv", "layernorm"))
+BN, CONV, LN, ATT = (load_module(EXAMPLES / f"{n}.py") for n in ("batchnorm", "conv", "layernorm", "attention"))
 
 
-@pytest.mark.parametrize("layer", [BN.BatchNorm, LN.LayerNorm, CONV.Conv2d], ids=["bn", "ln", "conv"])
+@pytest.mark.parametrize("layer", [BN.BatchNorm, LN.LayerNorm, CONV.Conv2d, ATT.SelfAttention],
+                         ids=["bn", "ln", "conv", "attn"])
 def test_every_mutant_is_caught_or_explained_as_equivalent(layer):
     ev = mutation_test(layer)
     assert 10 <= ev["n_mutants"] <= 60
@@ -55,3 +56,19 @@ def test_the_buggy_layers_own_mutants_are_judged_against_autograd_not_the_bug():
 def test_bounded_and_spread_over_kinds():
     ev = mutation_test(CONV.Conv2d, max_mutants=12)
     assert ev["n_mutants"] == 12 and len({r["kind"] for r in ev["rows"]}) >= 5
+
+
+def test_col2im_overwrite_is_caught_by_the_figures_not_a_crash():
+    ev = mutation_test(CONV.Conv2d)
+    (row,) = [r for r in ev["rows"] if r["kind"] == "accumulate"]
+    assert row["caught"] and row["how"].startswith("dx norm rel")
+
+
+def test_readme_mutation_table_is_the_tools_output():
+    """The README's table must be pasted from the tool, never edited by hand."""
+    from handbackprop.check.mutate import summary_table
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme[readme.index("## Check your own backprop"):readme.index("## The DAG")]
+    evs = [mutation_test(layer) for layer in (BN.BatchNorm, LN.LayerNorm, CONV.Conv2d, ATT.SelfAttention)]
+    for line in summary_table(evs).splitlines():
+        assert line in section, line
