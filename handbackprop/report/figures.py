@@ -329,6 +329,8 @@ def lr_range(t: dict) -> str:
 
 @_styled
 def search(s: dict) -> str:
+    """Both stages' mean ± std per λ; the fine search's surface fit (study/surface.py): its curve,
+    its flat band, the chosen λ with its interval. Without a fit (an older table): the best mean."""
     fig, axes = _figure(1, 1, height=3.2)
     ax = axes[0][0]
     for stage, marker, color in (("coarse", "o", "C0"), ("fine", "s", "C1")):
@@ -336,19 +338,36 @@ def search(s: dict) -> str:
         n_seeds = len(s[stage].get("seeds") or [])
         _mean_std_lam_ax(ax, rows, color, marker, f"{stage} ({len(rows)} λ × {n_seeds} seed(s), mean ± std)",
                          ring=lambda r: r.get("indistinguishable"))
-    band = s["fine"].get("indistinguishable") or []
-    if band:
-        lo, hi = min(band), max(band)
-        pad = 1.08  # a single λ still shows as a band
-        ax.axvspan(lo / pad, hi * pad, color="C1", alpha=0.12, lw=0,
-                   label=f"fine: indistinguishable from the best ({len(band)} λ)")
+    fit = s["fine"].get("surface")
     ch = s["chosen"]
-    ax.plot([ch["lam"]], [100 * ch["val_accuracy"]], marker="*", ms=16, color="C3", ls="none",
-            label=f"chosen λ = {ch['lam']:.3g}")
-    ax.axvline(ch["lam"], color="C3", lw=0.8, ls=":")
+    if fit:
+        if fit.get("coeffs"):
+            xs = np.linspace(*fit["window_log10"], 200)
+            ax.plot(10.0 ** xs, 100 * np.polyval(fit["coeffs"], xs), color="C1", lw=1.2, ls="--",
+                    label=f"fine: quadratic fit over {fit['n_runs']} runs")
+        if fit.get("band_lam"):
+            lo, hi = fit["band_lam"]
+            pad = 1.02 if hi > lo else 1.08  # a band of one point still shows
+            ax.axvspan(lo / pad, hi * pad, color="C1", alpha=0.10, lw=0,
+                       label="fine: same accuracy as the fit's best within noise")
+        if fit.get("interval_lam"):
+            lo, hi = fit["interval_lam"]
+            pad = 1.0 if hi > lo else 1.04
+            ax.axvspan(lo / pad, hi * pad, color="C3", alpha=0.15, lw=0,
+                       label=f"{100 * fit['level']:g}% interval of the chosen λ")
+        y = fit["fitted_accuracy"] if fit.get("fitted_accuracy") is not None else ch["val_accuracy"]
+        ax.plot([fit["lam"]], [100 * y], marker="*", ms=16, color="C3", ls="none",
+                label=f"chosen λ = {fit['lam']:.3g} ({fit['shape']})")
+        ax.axvline(fit["lam"], color="C3", lw=0.8, ls=":")
+        ax.plot([ch["lam"]], [100 * ch["val_accuracy"]], marker="D", ms=7, mfc="none", mec="k", ls="none",
+                label=f"fine: best mean, λ = {ch['lam']:.3g}")
+    else:
+        ax.plot([ch["lam"]], [100 * ch["val_accuracy"]], marker="*", ms=16, color="C3", ls="none",
+                label=f"chosen λ = {ch['lam']:.3g} (best mean)")
+        ax.axvline(ch["lam"], color="C3", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set(xlabel="λ (L2 penalty, log scale)", ylabel="validation accuracy (%)",
-           title=f"λ search: {s['model']} (rings: indistinguishable from the stage's best)")
+           title=f"λ search: {s['model']} (rings: indistinguishable from the stage's best mean)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_uri(fig)
 

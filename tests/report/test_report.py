@@ -189,16 +189,23 @@ def test_searches_section(quick_results, sec, run_config):
     s = sec["searches"]
     for model in run_config["search"]["models"]:
         fine = read(quick_results / "search" / model / "fine.json")
-        b = fine["best"]
+        fit = fine["surface"]
+        interval = (f" ({100 * fit['level']:.0f}% interval {lam(fit['interval_lam'][0])} to "
+                    f"{lam(fit['interval_lam'][1])})" if fit["interval_lam"] else " (no interval)")
+        assert f"{model}: chosen λ = {lam(fit['lam'])}{interval}" in s
+        assert text_of(htmllib.escape(fit["sentence"])) in s
+        assert fine["final_lam"] == fit["lam"] and fine["chose_on"]["field"] == "val_accuracy"
+        b = fine["best"]  # the best mean, shown beside the choice
         spread = (f" ± {100 * b['val_accuracy_std']:.2f} over {b['n']} seeds" if b["val_accuracy_std"] is not None
                   else f", {b['n']} seed")
-        assert f"{model}: chosen λ = {lam(b['lam'])} (validation accuracy {pct(b['val_accuracy'])}{spread})" in s
+        assert (f"Best mean of the fine search, for comparison: λ = {lam(b['lam'])} (validation accuracy "
+                f"{pct(b['val_accuracy'])}{spread})") in s
         for stage in ("coarse", "fine"):
             t = read(quick_results / "search" / model / f"{stage}.json")
             for r in t["rows"]:
                 assert f"{lam(r['lam'])} {r['log10_lam']:.3f} {pct(r['val_accuracy'])}" in s
-        # The final runs used that lambda.
-        assert read(quick_results / "final" / model / "summary.json")["lam"] == fine["best"]["lam"] \
+        # The final runs used that lambda: the fit's choice, not the best mean.
+        assert read(quick_results / "final" / model / "summary.json")["lam"] == fine["final_lam"] \
             if model in run_config["final"]["models"] else True
 
 
@@ -403,14 +410,41 @@ def test_search_replicates_error_bars_band_and_diverged(quick_results, sec, run_
     crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
     assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [gone["lam"]]
     assert "diverged (no accuracy)" in crosses[0].get_label()
-    (band,) = ax.patches
-    x0, x1 = band.get_x(), band.get_x() + band.get_width()
-    assert x0 < min(entry["fine"]["indistinguishable"]) and max(entry["fine"]["indistinguishable"]) < x1
+    # The fine fit: its curve, its flat band and the chosen λ's interval as shaded spans, the star
+    # at the chosen λ on the fitted accuracy.
+    fit = entry["fine"]["surface"]
+    spans = {p.get_label(): p.get_path().get_extents() for p in ax.patches}
+    for label, (lo, hi) in (("fine: same accuracy as the fit's best within noise", fit["band_lam"]),
+                            (f"{100 * fit['level']:g}% interval of the chosen λ", fit["interval_lam"])):
+        if lo is not None:
+            assert spans[label].x0 <= lo * (1 + 1e-9) and hi * (1 - 1e-9) <= spans[label].x1, label
+    (curve,) = [ln for ln in ax.lines if ln.get_label().startswith("fine: quadratic fit")]
+    from math import log10  # here, not among the module's imports another change is editing
+
+    a, b, c = fit["coeffs"]
+    xs = [log10(v) for v in curve.get_xdata()]
+    assert _close(list(curve.get_ydata()), [100 * (a * x * x + b * x + c) for x in xs], rel=1e-6)
+    (star,) = [ln for ln in ax.lines if ln.get_marker() == "*"]
+    assert _close(list(star.get_xdata()), [fit["lam"]]) and _close(list(star.get_ydata()), [100 * fit["fitted_accuracy"]])
     # The table says diverged, with no accuracy.
     html = environment(True).get_template("sections/searches.j2").render(
         searches=[entry], fig={"search": {"mlp50": "data:"}}, macros="macros/html.j2", pm=pm)
     assert re.search(rf"{re.escape(lam(gone['lam']))} {gone['log10_lam']:.3f} diverged – – 0 "
                      rf"{len(coarse['seeds'])} –", text_of(html))
+
+
+def test_headline_interval_and_its_sources_in_final_section(quick_results, sec, run_config):
+    f = sec["final"]
+    for model in run_config["final"]["models"]:
+        h = read(quick_results / "final" / model / "summary.json")["headline"]
+        assert f"Headline: {h['text']}. Covers:" in f
+        for line in h["covers"] + h["does_not_cover"]:
+            assert text_of(htmllib.escape(line)) in f, line
+        if h["half_width"] is not None:
+            assert (f"{model} {pct(h['mean'])} {pct(h['low'])} to {pct(h['high'])} {100 * h['half_width']:.2f} "
+                    f"{' + '.join(h['components'])}") in f
+        if h["lam_model"] != model:  # deep9_nobn: deep9's λ, and the report says whose surface
+            assert f"its λ is {h['lam_model']}'s" in f
 
 
 def test_snapshot_ensembles_in_final_section(quick_results, sec, run_config):
