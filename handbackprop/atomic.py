@@ -11,6 +11,7 @@ beside the target (up to a whole download). Temp names carry the writer's pid;
 a temp whose process no longer exists is stale, and is removed when a job next
 starts writing that target (or by a sweep of a whole results tree).
 """
+import fcntl
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["atomic_path", "write_json", "write_text", "save_npy", "remove_stale_temps",
-           "sweep_stale_temps", "pid_alive"]
+           "sweep_stale_temps", "pid_alive", "ResultsInUse", "lock_results"]
 
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>[0-9]+)$")
 
@@ -158,3 +159,38 @@ def save_npy(path, arr):
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(arr), allow_pickle=False)
             _fsync_close(fh)
+
+
+class ResultsInUse(RuntimeError):
+    """Another workflow process is writing the same results folder."""
+
+
+LOCK_NAME = ".handbackprop.lock"
+
+
+def lock_results(root):
+    """Hold an exclusive lock on results folder ``root`` for this process's lifetime (the
+    returned file object must be kept open); raise ResultsInUse naming the holder.
+
+    Snakemake's own lock lives in the working directory's ``.snakemake``, so two checkouts whose
+    `results:` point at the same folder would both write into it; this lock belongs to the
+    folder. flock is released by the kernel when the process dies, so a killed run never leaves
+    a lock to clear by hand.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ResultsInUse(
+            f"results folder {root} is in use by {holder}; wait for it to finish, or give this "
+            f"run its own `results:` folder") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} (working directory {os.getcwd()})\n")
+    handle.flush()
+    return handle

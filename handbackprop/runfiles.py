@@ -15,8 +15,19 @@ import pandas as pd
 from .atomic import atomic_path, write_json
 
 
-def read_json(path):
-    return json.loads(Path(path).read_text())
+def read_json(path, key: str | None = None):
+    """A JSON file's content (or its `key`); a truncated or hand-broken file, or a missing key,
+    raises ValueError naming the file, not a bare JSONDecodeError/KeyError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno}); "
+                         "delete it and rerun to rebuild it") from None
+    if key is None:
+        return data
+    if not isinstance(data, dict) or key not in data:
+        raise ValueError(f"{path}: has no {key!r}; delete it and rerun to rebuild it")
+    return data[key]
 
 
 def read_runs(paths) -> list[dict]:

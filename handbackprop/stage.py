@@ -13,8 +13,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from . import code_hashes
-from .nn import code_hash
+from . import code_hash, code_hashes
 
 
 def log_to(path):
@@ -116,7 +115,7 @@ class UnverifiedCode(RuntimeError):
 
 def require_verified(evidence_paths) -> str:
     """The current model code hash, after checking every gate passed on this very code."""
-    current = code_hash()
+    current = code_hash("nn")
     for p in evidence_paths:
         ev = json.loads(Path(p).read_text())
         if not ev.get("passed"):
@@ -137,7 +136,7 @@ def still_verified(verified_hash: str) -> dict:
     """After a job trained: the model code is still the code the gates verified (an edit while
     it ran would make its result unverified); returns the provenance a result records,
     {code_hash, code_hashes} with the hash of every group that shapes it."""
-    if code_hash() != verified_hash:
+    if code_hash("nn") != verified_hash:
         raise UnverifiedCode("the model code changed while this job ran")
     return {"code_hash": verified_hash,
             "code_hashes": {g: h for g, h in code_hashes().items() if g in SHAPING_GROUPS}}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..study import plan
-from .audit import schedule_of
+from ..audit.runs import schedule_of
 from .benchmarks import collect_benchmarks
 from .costs import collect_costs
 from .provenance import collect_provenance

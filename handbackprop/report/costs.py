@@ -127,7 +127,8 @@ def config_eval_shares(config: dict) -> list[dict]:
     from ..study import plan
 
     out = []
-    for where, split, spec in plan.training_uses(config):
+    for use in plan.training_uses(config):
+        where, split, spec = use.where, use.split, use.spec
         n_train = plan.train_rows(config, split)
         n_s = plan.step_size(spec, n_train)
         m = {"diverged": False, "n_train": n_train, "n_val": config["data"]["splits"][split]["n_val"],
@@ -143,9 +144,9 @@ def study_shapes(config: dict) -> dict:
     from ..study import plan
 
     layers, batches = set(), set()
-    for _, _, spec in plan.training_uses(config):
-        layers.update(layer_shapes(spec.get("hidden") or []))
-        batches.add(int(spec.get("batch_size", 100)))
+    for use in plan.training_uses(config):
+        layers.update(layer_shapes(use.spec.get("hidden") or []))
+        batches.add(int(use.spec.get("batch_size", 100)))
     return {"layers": [list(s) for s in sorted(layers)], "batch_rows": sorted(batches),
             "dtype": config.get("dtype", "float32")}
 

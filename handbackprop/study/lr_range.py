@@ -13,16 +13,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainingDiverged, train
+from ..runfiles import read_json
 from .plan import range_steps
 from .runs import train_config
 
@@ -201,7 +200,7 @@ def apply_eta(spec: dict, range_result, source: str) -> tuple[dict, dict]:
     if range_result is None:
         raise ValueError("eta source 'range_test' needs the model's range-test result")
     if not isinstance(range_result, dict):
-        range_result = json.loads(Path(range_result).read_text())
+        range_result = read_json(range_result)
     b = range_result["bounds"]
     spec = {**spec, "eta_min": float(b["eta_min"]), "eta_max": float(b["eta_max"])}
     info = {"eta_source": source, "eta_min": float(spec["eta_min"]), "eta_max": float(spec["eta_max"]),

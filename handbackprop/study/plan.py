@@ -8,6 +8,8 @@ together, before any job starts, and names the key at fault.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from . import grids
 
 TRAIN_KEYS = {"batch_size", "eta_min", "eta_max", "n_s", "points_per_cycle", "train_eval_size",
@@ -28,9 +30,16 @@ class ConfigError(ValueError):
 
 # ------------------------------------------------------------------------- training specs
 def model_spec(config: dict, model: str, **overrides) -> dict:
-    """The training defaults with the model's own settings, then `overrides`, on top."""
+    """The training defaults with the model's own settings, then `overrides`, on top.
+
+    A model whose η comes from its range test (eta_source "range_test") gets no eta_min/eta_max
+    here: the job takes them from the test's JSON (lr_range.apply_eta), so the training
+    defaults' η, which it never uses, is not in its params and changing it reruns nothing."""
     spec = {**config["training"], **config["models"][model], **overrides}
     spec.setdefault("dropout", 0.0)
+    if eta_source(config, model) == "range_test" and "eta_max" not in overrides:
+        spec.pop("eta_min", None)
+        spec.pop("eta_max", None)
     return spec
 
 
@@ -113,7 +122,23 @@ def recipe_candidates(config: dict) -> dict[str, dict]:
     rec = config.get("bonus", {}).get("recipe")
     if not rec:
         return {}
-    return {"configured": {}, **{k: dict(v) for k, v in rec["candidates"].items()}}
+    return {"configured": {}, **configured_candidates(rec)}
+
+
+def configured_candidates(recipe: dict) -> dict[str, dict]:
+    """bonus.recipe.candidates as {name: overrides}. The config gives a list of
+    {name, overrides...}: a list, because Snakemake merges a profile's dicts into config.yaml's
+    (the quick profile's one candidate would join the default's four) but replaces lists."""
+    out = {}
+    for i, entry in enumerate(recipe["candidates"]):
+        over = dict(entry)
+        name = over.pop("name", None)
+        if not name:
+            raise ConfigError(f"bonus.recipe.candidates[{i}]", "each candidate needs a `name`")
+        if name in out:
+            raise ConfigError(f"bonus.recipe.candidates.{name}", "two candidates share this name")
+        out[name] = over
+    return out
 
 
 def recipe_model(config: dict) -> str | None:
@@ -145,6 +170,29 @@ def aug_spec(config: dict, aug: str) -> dict:
     on = aug == "aug"
     return model_spec(config, avl["model"], flip=avl["flip"] if on else False,
                       max_shift=avl["max_shift"] if on else 0)
+
+
+def selection_plan(config: dict) -> dict:
+    """What the audit needs to recompute every choice of this config from its runs
+    (handbackprop/audit/selections.py): plain data, so it can be a rule's params."""
+    final = config["final"]
+    bonus = config.get("bonus") or {}
+    out = {
+        "searches": {m: {"coarse_grid": coarse_grid(config, m),
+                         "fine": fine_grid_settings(config, m),
+                         "seeds": search_settings(config, m)["seeds"]}
+                     for m in config["search"]["models"]},
+        "finals": {m: {"lam_model": lam_model(config, m), "seeds": final["seeds"]}
+                   for m in final["models"]},
+    }
+    if bonus.get("recipe"):
+        out["recipe"] = {"candidates": recipe_candidates(config), "seeds": bonus["recipe"]["seeds"]}
+    if bonus.get("ablation"):
+        abl = bonus["ablation"]
+        out["ablation"] = {"seeds": abl["seeds"]}
+        # only what ablation_variants reads, so other config changes do not rerun the audit
+        out["config"] = {"bonus": {"ablation": abl}, "models": {abl["model"]: config["models"][abl["model"]]}}
+    return out
 
 
 # ---------------------------------------------------------------------------- lam grids
@@ -196,37 +244,48 @@ def bug_table_settings(config: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- validation
-def training_uses(config: dict) -> list[tuple[str, str, dict]]:
-    """(where, split, spec) of every kind of training run this config asks for."""
-    uses = [(f"search.models ({m})", "search", model_spec(config, m)) for m in config["search"]["models"]]
-    uses += [(f"final.models ({m})", "final", model_spec(config, m)) for m in config["final"]["models"]]
+class TrainingUse(NamedTuple):
+    """One kind of training run a config asks for, with where its settings come from."""
+    where: str            # how the report and errors name it, e.g. "bonus.recipe (dropout_0.3)"
+    split: str            # the split it trains on
+    spec: dict            # its resolved settings
+    model: str            # the model entry it starts from
+    overrides_key: str | None = None   # the config key of its own overrides, if any
+    overrides: dict | None = None
+
+
+def training_uses(config: dict) -> list[TrainingUse]:
+    """Every kind of training run this config asks for."""
+    uses = [TrainingUse(f"search.models ({m})", "search", model_spec(config, m), m)
+            for m in config["search"]["models"]]
+    uses += [TrainingUse(f"final.models ({m})", "final", model_spec(config, m), m)
+             for m in config["final"]["models"]]
     bonus = config.get("bonus", {})
     if bonus.get("ablation"):
         m = bonus["ablation"]["model"]
-        uses += [(f"bonus.ablation ({v})", "final", model_spec(config, m, **o))
+        uses += [TrainingUse(f"bonus.ablation ({v})", "final", model_spec(config, m, **o), m)
                  for v, o in ablation_variants(config).items()]
     if bonus.get("recipe"):
         m = recipe_model(config)
-        uses += [(f"bonus.recipe ({c})", "search", model_spec(config, m, **o))
+        uses += [TrainingUse(f"bonus.recipe ({c})", "search", model_spec(config, m, **o), m,
+                             f"bonus.recipe.candidates.{c}" if c != "configured" else None, o)
                  for c, o in recipe_candidates(config).items()]
     if bonus.get("aug_vs_lambda"):
-        uses.append(("bonus.aug_vs_lambda", "search", aug_spec(config, "aug")))
+        uses.append(TrainingUse("bonus.aug_vs_lambda", "search", aug_spec(config, "aug"),
+                                bonus["aug_vs_lambda"]["model"]))
     if bonus.get("init_sensitivity"):
         m = bonus["init_sensitivity"]["model"]
-        uses += [(f"bonus.init_sensitivity ({v})", "final", model_spec(config, m, **o))
+        uses += [TrainingUse(f"bonus.init_sensitivity ({v})", "final", model_spec(config, m, **o), m)
                  for v, o in init_variants(config).items()]
     return uses
 
 
-def _model_of(where: str, config: dict) -> str:
-    """The model a training use trains (for naming the key at fault)."""
-    if where.startswith("bonus.ablation") or where.startswith("bonus.recipe"):
-        return config["bonus"]["ablation"]["model"]
-    if where.startswith("bonus.aug_vs_lambda"):
-        return config["bonus"]["aug_vs_lambda"]["model"]
-    if where.startswith("bonus.init_sensitivity"):
-        return config["bonus"]["init_sensitivity"]["model"]
-    return where.split("(")[1].rstrip(")")
+def use_key(config: dict, use: TrainingUse, name: str) -> str:
+    """The config key that sets `name` for this use: its own overrides' key (a recipe
+    candidate's value is reported under the candidate), else the model's or the default's."""
+    if use.overrides_key and name in (use.overrides or {}):
+        return f"{use.overrides_key}.{name}"
+    return spec_key(config, use.model, name)
 
 
 def validate(config: dict) -> None:
@@ -273,7 +332,7 @@ def validate(config: dict) -> None:
         if not bonus.get("ablation"):
             raise ConfigError("bonus.recipe", "the recipe search chooses the ablated model's recipe: "
                               "set bonus.ablation too")
-        for name, over in bonus["recipe"]["candidates"].items():
+        for name, over in configured_candidates(bonus["recipe"]).items():
             unknown = set(over) - TRAIN_KEYS - RECIPE_KEYS
             if unknown:
                 raise ConfigError(f"bonus.recipe.candidates.{name}",
@@ -292,19 +351,25 @@ def validate(config: dict) -> None:
             raise ConfigError(f"data.splits.{split}.n_val",
                               f"{s['n_val']} validation images leave none of the {total} training "
                               f"images to train on")
-    for where, split, spec in training_uses(config):
-        m = _model_of(where, config)
+    defaults = config["training"]
+    if "eta_max" in defaults and defaults["eta_min"] > defaults["eta_max"]:
+        # checked on their own: a range-test model never uses them, and every other model
+        # that does would otherwise be blamed under its own key
+        raise ConfigError("training.eta_min", f"eta_min {defaults['eta_min']:g} is above the "
+                          f"default eta_max {defaults['eta_max']:g}")
+    for use in training_uses(config):
+        spec, split, where = use.spec, use.split, use.where
         n = train_rows(config, split)
         if spec["batch_size"] > n:
-            raise ConfigError(spec_key(config, m, "batch_size"),
+            raise ConfigError(use_key(config, use, "batch_size"),
                               f"batch of {spec['batch_size']} is larger than the {n} training rows "
                               f"of the {split} split ({where})")
         if step_size(spec, n) < 1:
-            raise ConfigError(spec_key(config, m, "n_s_epochs" if spec.get("n_s_epochs") else "n_s"),
+            raise ConfigError(use_key(config, use, "n_s_epochs" if spec.get("n_s_epochs") else "n_s"),
                               f"the half-cycle n_s would be 0 steps for {where}")
-        if spec["eta_min"] > spec["eta_max"]:
-            own = "eta_max" if "eta_max" in config["models"][m] else "eta_min"
-            raise ConfigError(spec_key(config, m, own),
+        if "eta_max" in spec and spec["eta_min"] > spec["eta_max"]:
+            own = "eta_max" if "eta_max" in {**config["models"][use.model], **(use.overrides or {})} else "eta_min"
+            raise ConfigError(use_key(config, use, own),
                               f"eta_min {spec['eta_min']:g} is above eta_max {spec['eta_max']:g} "
                               f"({where})")
     validate_lr_range(config)

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainConfig, TrainingDiverged, TrainResult, ensemble_metrics, train
+from ..runfiles import read_json
 from .plan import TRAIN_KEYS, step_size
 
 
@@ -47,7 +46,7 @@ def with_recipe(spec: dict, recipe_path=None, switches: dict | None = None) -> d
     ablation's switches, which turn an improvement of that recipe off."""
     if isinstance(recipe_path, (list, tuple)):
         recipe_path = recipe_path[0] if recipe_path else None
-    recipe = json.loads(Path(recipe_path).read_text())["recipe"] if recipe_path else {}
+    recipe = read_json(recipe_path, "recipe") if recipe_path else {}
     return {**spec, **recipe, **(switches or {})}
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from handbackprop import stage
-from handbackprop.nn import code_hash
+from handbackprop import code_hash
 from handbackprop.nn.network import build_network
 from handbackprop.nn.train import TrainConfig, TrainingDiverged, ensemble_metrics, record_steps, train
 
@@ -66,22 +66,22 @@ def test_ensemble_averages_probabilities():
 
 def test_training_refuses_code_the_gates_did_not_verify(tmp_path):
     good = tmp_path / "g.json"
-    good.write_text(json.dumps({"passed": True, "code_hash": code_hash()}))
-    assert stage.require_verified([good]) == code_hash()
+    good.write_text(json.dumps({"passed": True, "code_hash": code_hash("nn")}))
+    assert stage.require_verified([good]) == code_hash("nn")
     stale = tmp_path / "s.json"
     stale.write_text(json.dumps({"passed": True, "code_hash": "0" * 64}))
     with pytest.raises(stage.UnverifiedCode, match="not the code the gates verified"):
         stage.require_verified([good, stale])
     failed = tmp_path / "f.json"
-    failed.write_text(json.dumps({"passed": False, "failures": ["x"], "code_hash": code_hash()}))
+    failed.write_text(json.dumps({"passed": False, "failures": ["x"], "code_hash": code_hash("nn")}))
     with pytest.raises(stage.UnverifiedCode, match="records a failure"):
         stage.require_verified([failed])
 
 
 def test_a_result_records_the_verified_hash_and_refuses_code_changed_while_it_ran():
     from handbackprop import code_hashes
-    prov = stage.still_verified(code_hash())
-    assert prov["code_hash"] == code_hash()
+    prov = stage.still_verified(code_hash("nn"))
+    assert prov["code_hash"] == code_hash("nn")
     assert prov["code_hashes"] == {g: code_hashes()[g] for g in ("data", "model", "study")}
     with pytest.raises(stage.UnverifiedCode, match="changed while this job ran"):
         stage.still_verified("0" * 64)

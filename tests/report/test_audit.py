@@ -13,7 +13,8 @@ from threadpoolctl import threadpool_limits
 from conftest import SPEC, make_split
 from handbackprop.atomic import write_json
 from handbackprop.data.splits import load_split
-from handbackprop.report import audit, rescore
+from handbackprop.audit import rescore
+from handbackprop.audit import runs as audit
 from handbackprop.report.benchmarks import collect_benchmarks, stage_of
 from handbackprop.report.render import SECTIONS
 from handbackprop.runfiles import write_run
@@ -148,12 +149,15 @@ def test_sample_caps_each_kind_evenly_and_deterministically():
         audit.sample(paths, 0)
 
 
-def test_capped_audit_rescores_at_most_cap_runs_of_each_kind(results):
+def test_capped_audit_rescores_at_most_cap_runs_of_each_kind_but_every_final(results):
     R, paths = results
     mc = audit.audit(R, paths, gate_paths=[], cap=1, log=lambda s: None)["metrics"]
+    # the final runs carry the headline figures: all of them are rescored whatever the cap
     assert [(k["kind"], k["runs"], k["checked"]) for k in mc["by_kind"]] == [
-        ("search", 2, 1), ("final", 2, 1), ("ablation", 1, 1), ("aug", 1, 1)]
-    assert mc["n_checked"] == 4 and mc["cap"] == 1
+        ("search", 2, 1), ("final", 2, 2), ("ablation", 1, 1), ("aug", 1, 1)]
+    assert mc["n_checked"] == 5 and mc["cap"] == 1
+    why = {k["kind"]: k["why_skipped"] for k in mc["by_kind"]}
+    assert "report.audit_sample = 1" in why["search"] and why["final"] == ""
 
 
 def test_a_run_outside_the_known_kinds_is_named():
@@ -204,7 +208,7 @@ def test_benchmark_stage_is_the_folder_or_the_one_job_rule(tmp_path):
 
 
 def test_every_section_has_exactly_one_partial_shared_by_both_formats():
-    root = Path(audit.__file__).parent / "templates"
+    from handbackprop.report.render import TEMPLATES as root
     assert {p.stem for p in (root / "sections").glob("*.j2")} == {s.id for s in SECTIONS}
     # Both pages include the same partials; only the building blocks differ, with the same names.
     names = [set(re.findall(r"{% macro (\w+)\(", (root / "macros" / f).read_text())) for f in ("html.j2", "md.j2")]

@@ -289,6 +289,6 @@ def test_metrics_carry_the_time_split(tmp_path):
     assert 0.0 < m["eval_fraction"] <= 1.0
     assert m["eval_seconds"] + m["step_seconds"] == pytest.approx(m["seconds"])
     # timings are not figures the audit rescores from the weights (train_*/val_*/test_*)
-    from handbackprop.report.rescore import recorded_fields
+    from handbackprop.audit.rescore import recorded_fields
     assert not set(recorded_fields(m)) & {"eval_seconds", "step_seconds", "eval_fraction"}
     assert math.isfinite(costs.run_gemms(m)["flops"]["total"])

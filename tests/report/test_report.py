@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO, planned_jobs, snakemake
-from handbackprop.report import build_report
+from handbackprop.report.build import build_report
 from handbackprop.report import figures as figmod
 from handbackprop.report.build import lam, pct, pm, sci
 from handbackprop.report.collect import PUBLISHED, collect_searches, variant_tolerance

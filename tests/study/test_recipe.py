@@ -86,8 +86,8 @@ def test_ablation_variants_follow_the_chosen_recipe():
 
 
 @pytest.mark.parametrize("over, key", [
-    ({"bonus": {"recipe": {"candidates": {"x": {"widht": [10]}}}}}, "bonus.recipe.candidates.x"),
-    ({"bonus": {"recipe": {"candidates": {"configured": {"dropout": 0.1}}}}},
+    ({"bonus": {"recipe": {"candidates": [{"name": "x", "widht": [10]}]}}}, "bonus.recipe.candidates.x"),
+    ({"bonus": {"recipe": {"candidates": [{"name": "configured", "dropout": 0.1}]}}},
      "bonus.recipe.candidates.configured"),
 ])
 def test_bad_candidates_name_the_key(over, key):

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 import test_plan
 from conftest import SPEC, make_split
-from handbackprop.report import audit
+from handbackprop.audit import runs as audit
 from handbackprop.runfiles import write_run
 from handbackprop.study import grids, runs
 

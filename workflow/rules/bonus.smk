@@ -9,7 +9,7 @@ use rule coarse_run as recipe_run with:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         lam_source=lambda w: table_path(plan.lam_model(config, ABL["model"]), "fine"),
         eta=lambda w: eta_input("ablation"),
     output:
@@ -44,7 +44,7 @@ use rule coarse_run as recipe_run with:
 checkpoint recipe_table:
     input:
         runs=recipe_runs,
-        code=code("study"),
+        code=code_of("recipe_table"),
     output:
         json=RECIPE_JSON,
         csv=report(
@@ -72,11 +72,10 @@ use rule final_run as ablation_run with:
         split_files("final"),
         stats=split_stats("final"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         lam_source=lambda w: table_path(ABL["model"], "fine"),
         recipe=recipe_input(ABL["model"]) if ABL else [],
         eta=lambda w: eta_input("ablation"),
-        main_results=main_results(),
     output:
         metrics=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/ablation/{{variant}}/seed{{seed}}/history.csv",
@@ -85,7 +84,7 @@ use rule final_run as ablation_run with:
         f"{R}/logs/bonus/ablation/{{variant}}_seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/bonus/ablation/{{variant}}_seed{{seed}}.tsv"
-    priority: 0
+    priority: 0  # after the headline chain (priority 10) whenever both are ready
     resources:
         mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
         runtime=plan.train_runtime(config, ABL["model"], ABL["cycles"]) if ABL else 5,
@@ -108,7 +107,7 @@ rule ablation_table:
         split_files("final"),
         stats=split_stats("final"),
         runs=ablation_runs,
-        code=code("study"),
+        code=code_of("ablation_table"),
     output:
         json=f"{R}/bonus/ablation.json",
         csv=report(
@@ -135,9 +134,8 @@ use rule coarse_run as aug_lambda_run with:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         eta=lambda w: eta_input("aug_vs_lambda"),
-        main_results=main_results(),
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/history.csv",
@@ -148,7 +146,7 @@ use rule coarse_run as aug_lambda_run with:
         f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_{{lam}}_seed{{seed}}.tsv"
     wildcard_constraints:
         aug="aug|noaug",
-    priority: 0
+    priority: 0  # after the headline chain (priority 10) whenever both are ready
     resources:
         mem_mb=plan.train_mem_mb(config, AVL["model"]) if AVL else 1000,
         runtime=plan.train_runtime(config, AVL["model"], AVL["cycles"]) if AVL else 5,
@@ -166,7 +164,7 @@ use rule coarse_run as aug_lambda_run with:
 rule aug_vs_lambda:
     input:
         runs=aug_lambda_runs(),
-        code=code("study"),
+        code=code_of("aug_vs_lambda"),
     output:
         json=f"{R}/bonus/aug_vs_lambda.json",
         csv=report(
@@ -194,10 +192,9 @@ use rule ablation_run as init_run with:
         split_files("final"),
         stats=split_stats("final"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         lam_source=lambda w: table_path(plan.lam_model(config, INIT["model"]), "fine"),
         eta=lambda w: eta_input("init_sensitivity"),
-        main_results=main_results(),
     output:
         metrics=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/init_sensitivity/{{variant}}/seed{{seed}}/history.csv",
@@ -226,7 +223,7 @@ use rule ablation_run as init_run with:
 rule init_table:
     input:
         runs=init_runs,
-        code=code("study"),
+        code=code_of("init_table"),
     output:
         json=f"{R}/bonus/init_sensitivity.json",
         csv=report(

@@ -1,17 +1,19 @@
 # Paths and target lists. What the config means (cross-field checks, run specs, lam grids,
 # ablation variants, resource sizing) lives in the tested package: handbackprop/study/plan.py.
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from snakemake.utils import validate
 
 ROOT = Path(workflow.basedir)
 sys.path.insert(0, str(ROOT))  # this checkout's package, the one the gates verify
 
-from handbackprop import code_files  # noqa: E402
+from handbackprop import atomic, script_code  # noqa: E402
+from handbackprop.runfiles import read_json  # noqa: E402
 from handbackprop import stage  # noqa: E402
 from handbackprop.study import plan  # noqa: E402
 
@@ -35,6 +37,15 @@ SYNTH_MD5 = f"{R}/source/cifar-10-synthetic.tar.gz.md5"
 
 STARTED = time.time()
 
+# One workflow process writes a results folder at a time (Snakemake's own lock is per working
+# directory), and temp files that killed jobs left anywhere in it are swept before any job runs.
+if workflow.is_main_process and not workflow.dryrun:
+    try:
+        RESULTS_LOCK = atomic.lock_results(R)
+    except atomic.ResultsInUse as busy:
+        raise WorkflowError(str(busy)) from None
+    atomic.sweep_stale_temps(R)
+
 
 def print_failures():
     """The console ends with each failed job's cause in one line (the traceback is in its log)."""
@@ -42,10 +53,14 @@ def print_failures():
         print(line, file=sys.stderr)
 
 
-# The package's code, by what it shapes (handbackprop/__init__.py): each group is an input of
-# exactly the rules it affects, so an edit reruns them and everything after them.
-def code(group):
-    return [str(p) for p in code_files(group)]
+# The package files a rule's script can run or read (handbackprop.script_code: its import
+# closure), relative to the working directory so a moved project plans nothing: an edit reruns
+# exactly the rules whose code runs it, and everything after them.
+def code_of(script):
+    return [
+        os.path.relpath(p)
+        for p in script_code(ROOT / "workflow/scripts" / f"{script}.py")
+    ]
 
 
 GATE_EVIDENCE = [f"{R}/gates/{g}.json" for g in ("gradcheck", "overfit", "trajectory")]
@@ -101,7 +116,7 @@ def search_grid(model, stage):
     if stage == "coarse":
         return plan.coarse_grid(config, model)
     path = checkpoints.search_table.get(model=model, stage="coarse").output.json
-    return json.loads(Path(path).read_text())["fine_grid"]
+    return read_json(path, "fine_grid")
 
 
 def search_runs(model, stage, name="metrics.json"):
@@ -127,9 +142,7 @@ def search_cycles(stage):
 def final_lam(model):
     """The fine search's best lam (read once the fine table exists); a model with `lam_from`
     takes that model's."""
-    return json.loads(
-        Path(table_path(plan.lam_model(config, model), "fine")).read_text()
-    )["final_lam"]
+    return read_json(table_path(plan.lam_model(config, model), "fine"), "final_lam")
 
 
 # ------------------------------------------------------------------ learning-rate range tests
@@ -184,7 +197,7 @@ def chosen_recipe():
     if not RECIPE:
         return {}
     path = checkpoints.recipe_table.get().output.json
-    return json.loads(Path(path).read_text())["recipe"]
+    return read_json(path, "recipe")
 
 
 def ablation_variants():
@@ -224,13 +237,6 @@ def aug_lambda_runs(wildcards=None):
         lam=list(plan.aug_grid(config)),
         seed=AVL["seeds"],
     )
-
-
-def main_results(wildcards=None):
-    """The main chain's final summaries. Bonus jobs wait for them (presence only, `ancient`:
-    a rerun final does not rerun the bonus), so on few cores the headline numbers come first
-    instead of waiting behind one-thread bonus jobs that always fit the free core."""
-    return [ancient(f"{R}/final/{m}/summary.json") for m in FINAL["models"]]
 
 
 def bonus_targets():
@@ -324,10 +330,48 @@ def benchmark_files(wildcards):
     return out
 
 
+def selection_files():
+    """The tables whose choices the audit recomputes."""
+    out = [
+        table_path(m, st)
+        for m in config["search"]["models"]
+        for st in ("coarse", "fine")
+    ]
+    return out + ([RECIPE_JSON] if RECIPE else [])
+
+
+def table_targets():
+    """Every table, gate and summary file this config asks for, beside its JSON: a deleted CSV
+    or Markdown twin is rebuilt by a plain run like any other output."""
+    out = [
+        f"{R}/gates/{name}"
+        for name in (
+            "gradcheck.json",
+            "gradcheck.md",
+            "overfit.json",
+            "trajectory.json",
+        )
+    ]
+    out += [f"{R}/gates/bug_table.json", f"{R}/gates/bug_table.csv"]
+    out += [
+        f"{R}/lr_range/{m}.{ext}"
+        for m in plan.range_models(config)
+        for ext in ("json", "csv")
+    ]
+    out += [f"{R}/final/{m}/summary.json" for m in FINAL["models"]]
+    out += [
+        str(Path(t).with_suffix(ext))
+        for t in bonus_targets()
+        for ext in (".json", ".csv")
+    ]
+    out += [MACHINE_GEMM, f"{R}/report/audit.json"]
+    return out
+
+
 def all_targets(wildcards=None):
-    """The report, and every file of every run this config asks for: a run file deleted after
-    the report was built (an interrupted --forcerun) is rebuilt by a plain rerun, and what
-    depends on it after it. Each group of runs is resolved on its own: while a checkpoint it
+    """The report, and every file of every job this config asks for: a file deleted after the
+    report was built (an interrupted --forcerun, a careless `rm`) is rebuilt by a plain run, and
+    what depends on it after it. Each group of runs is resolved on its own: while a checkpoint it
     needs is still to run, that checkpoint's table stands in for it (and Snakemake asks again
     once it has run), so one model's pending search does not hide the others' jobs."""
     groups = [
@@ -335,20 +379,26 @@ def all_targets(wildcards=None):
         for m in config["search"]["models"]
         for st in ("coarse", "fine")
     ]
+    groups += [lambda m=m: final_runs(m, "snapshots.npz") for m in FINAL["models"]]
     groups += [lambda m=m: final_runs(m) for m in FINAL["models"]]
     groups += [recipe_runs]
     groups += [ablation_runs] if ABL else []
     groups += [aug_lambda_runs, init_runs]
-    out = [f"{R}/report/report.html", f"{R}/report/report.md", *range_targets()]
+    out = [f"{R}/report/report.html", f"{R}/report/report.md", *table_targets()]
+    for m in config["search"]["models"]:
+        out += [f"{R}/search/{m}/{st}.csv" for st in ("coarse", "fine")]
     for group in groups:
         try:
             runs = group()
         except IncompleteCheckpointException as pending:
             out.append(pending.targetfile)
             continue
+        names = ("metrics.json", "history.csv", "weights.npz")
         out += [
             str(Path(r).with_name(n))
             for r in runs
-            for n in ("metrics.json", "history.csv", "weights.npz")
+            for n in names
+            if r.endswith(".json")
         ]
+        out += [r for r in runs if r.endswith(".npz")]
     return list(dict.fromkeys(out))

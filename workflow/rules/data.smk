@@ -4,7 +4,7 @@
 
 rule make_synthetic:
     input:
-        code=code("data/synthetic.py"),
+        code=code_of("make_synthetic"),
     output:
         tarball=SYNTH_TARBALL,
         md5=SYNTH_MD5,
@@ -27,7 +27,7 @@ rule make_synthetic:
 rule download:
     input:
         unpack(download_inputs),
-        code=code("data/download.py"),
+        code=code_of("download"),
     output:
         tarball=f"{R}/data/cifar-10-python.tar.gz",
         provenance=f"{R}/data/download.json",
@@ -54,7 +54,7 @@ rule preprocess:
     input:
         tarball=rules.download.output.tarball,
         provenance=rules.download.output.provenance,
-        code=code("data"),
+        code=code_of("preprocess"),
     output:
         split_files("{split}"),
         stats=f"{R}/data/{{split}}/stats.json",

@@ -7,7 +7,7 @@ use rule coarse_run as final_run with:
         split_files("final"),
         stats=split_stats("final"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         lam_source=lambda w: table_path(plan.lam_model(config, w.model), "fine"),
         recipe=lambda w: recipe_input(w.model),
         eta=lambda w: eta_input(w.model),
@@ -42,7 +42,7 @@ rule final_summary:
         runs=lambda w: final_runs(w.model),
         weights=lambda w: final_runs(w.model, "weights.npz"),
         snapshots=lambda w: final_runs(w.model, "snapshots.npz"),
-        code=code("study"),
+        code=code_of("final_summary"),
     output:
         json=report(
             f"{R}/final/{{model}}/summary.json",

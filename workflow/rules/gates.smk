@@ -5,7 +5,7 @@
 rule gate_gradcheck:
     input:
         split_files("search"),
-        code=code("model"),
+        code=code_of("gate"),
         stats=split_stats("search"),
     output:
         json=f"{R}/gates/gradcheck.json",
@@ -35,7 +35,7 @@ rule gate_gradcheck:
 use rule gate_gradcheck as gate_overfit with:
     input:
         split_files("search"),
-        code=code("model"),
+        code=code_of("gate"),
         stats=split_stats("search"),
         gradcheck=rules.gate_gradcheck.output.json,
     output:
@@ -64,7 +64,7 @@ use rule gate_overfit as gate_trajectory with:
 rule gate_bug_table:
     input:
         split_files("search"),
-        code=code("model"),
+        code=code_of("bug_table"),
         stats=split_stats("search"),
     output:
         json=f"{R}/gates/bug_table.json",

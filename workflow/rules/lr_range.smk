@@ -8,7 +8,7 @@ rule lr_range:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("lr_range"),
     output:
         json=f"{R}/lr_range/{{model}}.json",
         csv=report(

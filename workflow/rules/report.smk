@@ -11,11 +11,8 @@ rule audit:
         summaries=[f"{R}/final/{m}/summary.json" for m in FINAL["models"]],
         splits=[*split_files("search"), *split_files("final")],
         stats=[split_stats("search"), split_stats("final")],
-        code=[
-            *code("report/audit.py"),
-            *code("report/rescore.py"),
-            *code("study/tables.py"),
-        ],
+        tables=selection_files(),
+        code=code_of("audit"),
     output:
         json=f"{R}/report/audit.json",
     log:
@@ -31,6 +28,7 @@ rule audit:
         runtime=30,
     params:
         sample=config.get("report", {}).get("audit_sample"),
+        selections=plan.selection_plan(config),
     script:
         "../scripts/audit.py"
 
@@ -39,7 +37,7 @@ rule audit:
 # jobs' thread counts): the roofline the report's cost table holds every training job against.
 rule machine_gemm:
     input:
-        code=code("report/costs.py"),
+        code=code_of("machine_gemm"),
     output:
         json=MACHINE_GEMM,
     log:
@@ -82,7 +80,7 @@ rule report:
         # every training run's metrics.json: its GEMM flops and its evaluation time
         runs=training_runs,
         machine_gemm=MACHINE_GEMM,
-        code=code("report"),
+        code=code_of("report"),
         download=f"{R}/data/download.json",
         stats=[split_stats("search"), split_stats("final")],
         norm=f"{R}/data/final/norm.npz",

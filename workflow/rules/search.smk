@@ -8,7 +8,7 @@ rule coarse_run:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         eta=lambda w: eta_input(w.model),
     output:
         metrics=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/metrics.json",
@@ -47,7 +47,7 @@ use rule coarse_run as fine_run with:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code("study"),
+        code=code_of("train_run"),
         grid=lambda w: table_path(w.model, "coarse"),
         eta=lambda w: eta_input(w.model),
     output:
@@ -75,7 +75,7 @@ use rule coarse_run as fine_run with:
 checkpoint search_table:
     input:
         runs=lambda w: search_runs(w.model, w.stage),
-        code=code("study"),
+        code=code_of("search_table"),
     output:
         json=f"{R}/search/{{model}}/{{stage}}.json",
         csv=report(

@@ -1,7 +1,9 @@
-"""Snakemake script: the report's checks (code hashes, schedule, metrics provenance) -> audit.json.
+"""Snakemake script: the audit (code hashes, schedules, metrics rescored from the weights, every
+choice recomputed from its runs) -> audit.json.
 
 Fails the job, naming each run and field, when a run's saved weights do not rescore to the
-figures in its metrics.json."""
+figures in its metrics.json, or naming the file and both values when a recorded choice differs
+from the one its runs imply."""
 import sys
 from pathlib import Path
 
@@ -14,11 +16,15 @@ stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.atomic import write_json
-    from handbackprop.report import audit
+    from handbackprop.audit import runs as audit
+    from handbackprop.audit import selections
 
     sm = snakemake  # noqa: F821
     results = Path(sm.output.json).parents[1]  # {results}/report/audit.json
     result = audit.audit(results, sm.input.runs, sm.input.gates, sm.input.summaries,
                          cap=sm.params.sample, log=print)
+    result["selections"] = selections.audit_selections(results, sm.params.selections)
     audit.check(result)  # raises AuditFailed naming every run and field that differs
+    if not result["selections"]["passed"]:
+        raise audit.AuditFailed(selections.failure_message(result["selections"]))
     write_json(sm.output.json, result)

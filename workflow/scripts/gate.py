@@ -14,12 +14,12 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.data.splits import load_split  # noqa: E402
     from handbackprop.gates.gradcheck import markdown_table  # noqa: E402
     from handbackprop.gates.runner import run_gate  # noqa: E402
-    from handbackprop.nn import code_hash  # noqa: E402
+    from handbackprop import code_hash  # noqa: E402
 
     sm = snakemake  # noqa: F821
     data = load_split(Path(sm.input.stats).parent)
     evidence = run_gate(sm.params.gate, data["X_train"], data["y_train"], sm.params.settings)
-    evidence["code_hash"] = code_hash()
+    evidence["code_hash"] = code_hash("nn")
     evidence["settings"] = sm.params.settings
     if sm.params.gate == "gradcheck" and evidence["variants"]:
         print(markdown_table(evidence))

@@ -10,7 +10,7 @@ stage.log_to(snakemake.log[0])  # noqa: F821
 stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
-    from handbackprop.report import build_report
+    from handbackprop.report.build import build_report
 
     sm = snakemake  # noqa: F821
     results = Path(sm.output.html).parents[1]  # {results}/report/report.html
