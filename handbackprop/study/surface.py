@@ -95,7 +95,10 @@ def _choose(beta: np.ndarray, s2: np.ndarray | None, M: np.ndarray, xs: np.ndarr
 
 
 def _refine_edge(phi, a: float, b: float) -> float:
-    """The root of phi between a (inside the band) and b (outside), by brentq."""
+    """The root of phi between a (inside the band) and b (outside), by brentq; a itself when
+    the dense grid's tolerance put a point at phi(a) ≥ 0 inside (no sign change to bracket)."""
+    if phi(a) >= 0:
+        return float(a)
     return float(optimize.brentq(phi, a, b, xtol=1e-10))
 
 
@@ -174,9 +177,14 @@ def fit_surface(log10_lams, accuracies, *, grid=None, fit_points: int | None = N
         out["band_lam"] = [10.0 ** b_lo, 10.0 ** b_hi]
 
     h = np.einsum("ij,jk,ik->i", X, M, X)
-    if s2 is not None and replicates > 0 and np.all(h < 1 - 1e-9):
+    if s2 is not None and replicates > 0:
         rng = np.random.default_rng(seed)
-        r = resid / np.sqrt(1 - h)
+        if np.all(h < 1 - 1e-9):
+            r, how = resid / np.sqrt(1 - h), "leverage-adjusted, centred residuals"
+        else:
+            # A λ with one run among only 3 λ fixes the fit exactly there (leverage 1, residual
+            # 0): rescale all residuals by sqrt(N/df) instead, the variance-correct alternative.
+            r, how = resid * math.sqrt(len(x) / df), "residuals rescaled by sqrt(N/df), centred"
         r = r - r.mean()
         ystar = (X @ beta)[None, :] + r[rng.integers(0, len(r), (replicates, len(r)))]  # (B, N)
         bstar = ystar @ (M @ X.T).T  # (B, 3)
@@ -191,7 +199,7 @@ def fit_surface(log10_lams, accuracies, *, grid=None, fit_points: int | None = N
         loss = _design(cstar) @ beta - out["fitted_accuracy"]  # ≤ 0 up to the dense grid
         out["selection"] = {"rms_loss": float(np.sqrt(np.mean(loss ** 2))), "mean_loss": float(loss.mean()),
                             "df": df, "replicates": replicates}
-        out["bootstrap"] = {"method": "residual bootstrap (leverage-adjusted, centred residuals)",
+        out["bootstrap"] = {"method": f"residual bootstrap ({how})",
                             "replicates": replicates, "seed": int(seed),
                             "share_flat": float(np.mean(np.isclose(cstar, 0.5 * (lo + hi))))}
     out["sentence"] = sentence(out, label)

@@ -150,9 +150,11 @@ def headline(model: str, runs: list[dict], fine_table: dict | None, level: float
         not_covered.append("the λ choice: no fine search table was given to the summary")
     elif fit.get("method") != "quadratic":
         not_covered.append(f"the λ choice: the {lam_model} fine search has too few λ for a surface fit")
-    else:
+    elif fit.get("df", 0) == 0:
         not_covered.append(f"the λ choice: the {lam_model} fine search has as many runs as fitted "
                            "parameters, so no noise estimate")
+    else:
+        not_covered.append(f"the λ choice: the {lam_model} fine search's fit was not bootstrapped")
     if fine_table is not None:
         not_covered.append("the coarse search's placement of the fine grid (the bootstrap refits "
                            "the fine search only)")

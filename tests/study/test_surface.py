@@ -183,3 +183,14 @@ def test_one_final_seed_and_no_bootstrap_gives_no_interval():
     # with a selection term alone, an interval from that term only
     h = headline_interval([0.5], {"rms_loss": 0.01, "df": 5})
     assert h["half_width"] == pytest.approx(stats.t.ppf(0.975, 5) * 0.01)
+
+
+def test_a_single_run_with_leverage_one_still_gets_an_interval():
+    # 3 λ, the last with one run: the quadratic passes through it exactly (leverage 1), so its
+    # leverage-adjusted residual is undefined; the rescaled residuals still give an interval.
+    x = [-4, -4, -3, -3, -2]
+    y = [0.48, 0.49, 0.52, 0.50, 0.47]
+    s = fit_surface(x, y, seed=3, replicates=500)
+    assert s["df"] == 2 and s["interval_log10"] is not None
+    assert "rescaled" in s["bootstrap"]["method"]
+    assert s["interval_log10"][0] <= s["log10_lam"] <= s["interval_log10"][1]
