@@ -24,7 +24,10 @@ run (diverged runs have no accuracy and are left out; a λ with more trained see
      residuals resampled with replacement; refit; rules 3–4 rerun), percentile interval of the
      chosen x. Residuals rather than seeds: with 1–2 seeds per λ, resampling seeds within a λ
      has no spread (1 seed) or half the variance of the mean (2 seeds: (n−1)/n), so its interval
-     would be too narrow; pooled residuals estimate the noise from every run. The RNG seed comes
+     would be too narrow; pooled residuals estimate the noise from every run. Runs are treated
+     as independent: one seed shares its initialisation and batch order across λ, and such a
+     common offset moves the whole curve, not its vertex, so independence errs on the wide
+     side. The RNG seed comes
      from the caller (the table derives it from model and stage) so a rerun gives the same
      interval from the same runs.
   6. selection uncertainty: the fitted accuracy (original fit) at each bootstrap choice minus
