@@ -37,7 +37,10 @@ def prepare(layer, x=None, params=None, kwargs=None, seed: int = 0):
         raise ContractError(f"{layer.name}.forward returned {type(out).__name__} for NumPy "
                             f"inputs, not an array")
     # Never ones: with dout = 1 batch norm's true dx is exactly 0 and a wrong one can pass.
-    G = rng.standard_normal(out.shape)
+    # Its own stream, never the point's: an example drawn as 2 + 3 z from default_rng(seed)
+    # with G = z from the same seed makes G affine in x, which batch norm's backward maps to
+    # ~0 (a point where every relative error is noise; tests/check has it).
+    G = np.random.default_rng([seed, 0x6A7]).standard_normal(out.shape)
     return layer, x, params, kwargs, G, out, rng, notes
 
 
@@ -126,6 +129,20 @@ def check_layer(layer, x=None, params=None, *, kwargs=None, seed: int = 0, fd_co
             notes.append(f"{'dx' if n == 'x' else 'd' + n}: {arrays[n]['exact_ratio']:.2g}x "
                          f"autograd's rounding error against the long-double gradient (limit "
                          f"{thresholds.exact_ratio:g}); right, but numerically worse")
+    if FLOAT32_NOTE in notes:
+        # Then in float32 itself, against the float64 reference: rounding only, read against
+        # float32's eps (1.2e-7); above 1e-3 the float32 run has a problem of its own (an
+        # overflow, a constant that forces float64 and back, a lossy formula).
+        f32 = run_backward(layer, x.astype(np.float32), {k: v.astype(np.float32) for k, v in params.items()},
+                           kwargs, G.astype(np.float32))
+        for n in inputs:
+            arrays[n]["float32_norm_rel"] = norm_relative_error(f32[n].astype(np.float64), theirs[n])
+        worst = max(inputs, key=lambda n: arrays[n]["float32_norm_rel"])
+        e32 = arrays[worst]["float32_norm_rel"]
+        notes.append(f"then in float32 against the float64 reference: worst "
+                     f"{'dx' if worst == 'x' else 'd' + worst} norm rel {e32:.1e} "
+                     + ("(float32 rounding; eps 1.2e-7)" if e32 <= 1e-3 else
+                        "— WARNING: beyond float32 rounding; the float32 run has a problem of its own"))
     if forward_rel > 1e-10:
         notes.append(f"the reference forward's output differs from yours by {forward_rel:.1e} "
                      f"(norm rel): it computes a different function")

@@ -17,8 +17,9 @@ exactly 0, so a batch-norm backward that drops a path still "passes").
 """
 from __future__ import annotations
 
-import sys
+import inspect
 import traceback
+from pathlib import Path
 
 import numpy as np
 
@@ -31,13 +32,13 @@ LD = np.longdouble
 def _user_frame(exc: BaseException, fn) -> str:
     """The last traceback line inside the user's file, as 'file:line: code'."""
     try:
-        user_file = contract.inspect.getsourcefile(contract._unwrap(fn))
+        user_file = inspect.getsourcefile(contract._unwrap(fn))
     except TypeError:
         user_file = None
     frames = traceback.extract_tb(exc.__traceback__)
     mine = [f for f in frames if user_file and f.filename == user_file] or frames[-1:]
     f = mine[-1]
-    return f"{contract.Path(f.filename).name}:{f.lineno}: {f.line}"
+    return f"{Path(f.filename).name}:{f.lineno}: {f.line}"
 
 
 def torch_gradients(layer: Layer, x, params: dict, kwargs: dict, G):
@@ -139,5 +140,3 @@ def norm_rel_ld(a, exact) -> float:
     num = np.sqrt((diff * diff).sum())
     return float(num / den) if den > 0 else float(num)
 
-
-__all__ = ["torch_gradients", "finite_differences", "longdouble_gradients", "norm_rel_ld", "sys"]
