@@ -110,8 +110,11 @@ def load_module(path: str | Path) -> types.ModuleType:
 
 def resolve_target(target: str) -> list[tuple[str, Any]]:
     """`path/to/file.py::Name` -> [(Name, obj)]; `path/to/file.py` -> every layer and network
-    defined in that file, in source order."""
+    defined in that file, in source order; `path/to/folder` -> those of every file in it."""
     path, _, name = target.partition("::")
+    if not name and Path(path).is_dir():  # a folder: every layer and network of its files
+        return [(f"{f.stem}.{n}", obj) for f in sorted(Path(path).glob("*.py"))
+                for n, obj in _defined(load_module(f))]
     module = load_module(path)
     if name:
         obj = module

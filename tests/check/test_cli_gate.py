@@ -89,3 +89,14 @@ def test_console_script_runs_without_snakemake():
     r = subprocess.run([exe, "check", f"{EXAMPLES}/batchnorm.py::BatchNormDroppedVariancePath"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "dx is wrong" in r.stdout
+
+
+def test_a_folder_checks_every_example(capsys):
+    assert main(["check", str(EXAMPLES)]) == 2  # one example is deliberately bad input
+    out = capsys.readouterr().out
+    for line in ("batchnorm.BatchNorm: PASS", "conv.Conv2d: PASS", "attention.SelfAttention: PASS",
+                 "layernorm.LayerNorm: PASS", "mlp.TwoLayerNet: PASS (network)",
+                 "batchnorm.BatchNormDroppedVariancePath: FAIL (the backward is wrong)",
+                 "batchnorm.BatchNormEvalModeReference: FAIL (the reference is wrong, not your backward)",
+                 "mlp.TwoLayerNetStepSkipsBiases: FAIL (network)"):
+        assert line in out, line
