@@ -4,26 +4,28 @@
     print(format_report(check_layer(MyLayer)))
 
 Command: `handbackprop check path/to/layers.py::MyLayer`; pytest: the
-`assert_backward_matches_autograd` fixture. The contract is in `contract.py`. Needs NumPy,
-SciPy, array-api-compat and torch; not Snakemake.
+`assert_backward_matches_autograd` fixture; a workflow rule: `handbackprop.check.gate.gate_module`.
+The contract is in `contract.py`. Needs NumPy, SciPy, array-api-compat and torch; not Snakemake.
+
+The names below load their submodule on first use, and this file imports nothing itself: the
+study's gradcheck gate imports `handbackprop.check.errors` (the shared error figures and
+verdicts), and the workflow's code inputs follow imports, so an edit to the checker's other
+modules (the mutation proof, the command) does not rerun the study's gates. Code that must
+name its code inputs exactly imports the submodule (`from handbackprop.check.gate import ...`).
 """
-from .checker import GradientMismatch, assert_backward_matches_autograd, check_layer, format_report
-from .contract import ContractError, Layer
-from .errors import Thresholds, max_relative_error, norm_relative_error
+import importlib
 
-__all__ = ["check_layer", "format_report", "assert_backward_matches_autograd", "GradientMismatch",
-           "ContractError", "Layer", "Thresholds", "max_relative_error", "norm_relative_error",
-           "check_network", "mutation_test", "gate_module"]
+_LAZY = {
+    "check_layer": "checker", "format_report": "checker", "GradientMismatch": "checker",
+    "assert_backward_matches_autograd": "checker",
+    "ContractError": "contract", "Layer": "contract",
+    "Thresholds": "errors", "max_relative_error": "errors", "norm_relative_error": "errors",
+    "check_network": "network", "mutation_test": "mutate", "gate_module": "gate",
+}
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name):  # the heavier parts load on first use
-    if name == "check_network":
-        from .network import check_network
-        return check_network
-    if name == "mutation_test":
-        from .mutate import mutation_test
-        return mutation_test
-    if name == "gate_module":
-        from .gate import gate_module
-        return gate_module
-    raise AttributeError(name)
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
