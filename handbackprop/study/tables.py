@@ -175,12 +175,18 @@ def headline(model: str, runs: list[dict], fine_table: dict | None, level: float
                            f"(binomial SE of the accuracy as a population estimate "
                            f"{100 * math.sqrt(p * (1 - p) / n_test):.2f} points)")
     pct = f"{100 * level:g}%"
+    clipped = False
+    if h["half_width"] is not None and (h["low"] < 0 or h["high"] > 1):
+        # an accuracy lies in [0, 1]: few seeds (t with df 1 is 12.7) can reach past either end
+        h["low"], h["high"], clipped = max(h["low"], 0.0), min(h["high"], 1.0), True
     if h["half_width"] is None:
         text = f"no {pct} interval (no source of variation was estimated)"
     else:
         text = (f"{pct} interval {100 * h['low']:.2f}–{100 * h['high']:.2f}% "
-                f"(± {100 * h['half_width']:.2f} points over {' and '.join(h['components'])})")
-    return {**h, "covers": covers, "does_not_cover": not_covered, "lam_model": lam_model, "text": text}
+                f"(± {100 * h['half_width']:.2f} points over {' and '.join(h['components'])}"
+                + (", clipped to 0–100%" if clipped else "") + ")")
+    return {**h, "clipped": clipped, "covers": covers, "does_not_cover": not_covered, "lam_model": lam_model,
+            "text": text}
 
 
 def final_summary(run_paths, weight_paths, split_dir, model: str, ensemble: bool, dtype: str,
@@ -316,17 +322,18 @@ def aug_vs_lambda(paths, fit_points: int = 5, level: float = 0.95) -> dict:
                      "lam": m["lam"], "log10_lam": m["log10_lam"], "diverged": bool(m.get("diverged")),
                      "val_accuracy": m["val_accuracy"], "val_cost": m["val_cost"]})
     rows.sort(key=lambda r: (r["augmentation"], r["seed"], r["lam"]))
-    fits, best = {}, {}
+    fits, best, edge = {}, {}, {}
     for aug in (False, True):
         label = "augmentation" if aug else "no augmentation"
-        fits[label], best[label] = {}, {}
+        fits[label], best[label], edge[label] = {}, {}, {}
         for seed in sorted({r["seed"] for r in rows if r["augmentation"] == aug}):
             sel = [r for r in rows if r["augmentation"] == aug and r["seed"] == seed]
             fit = shift.fitted_optimum([r["log10_lam"] for r in sel],
                                        [r["val_accuracy"] for r in sel], fit_points)
             fits[label][str(seed)] = fit
             best[label][str(seed)] = fit["log10_lam"]
-    stat = shift.shift_statistic(best, "no augmentation", "augmentation", level)
+            edge[label][str(seed)] = fit["at_edge"]
+    stat = shift.shift_statistic(best, "no augmentation", "augmentation", level, at_edge=edge)
     return {"rows": rows, "best_log10_lam": best, "fits": fits, "fit_points": fit_points,
             "shift": stat}
 

@@ -129,3 +129,11 @@ def test_a_borrowed_lambda_says_whose_surface_measured_the_selection(tmp_path):
                              fine_table=FINE)["headline"]
     assert h["lam_model"] == "m"
     assert any("how m_nobn's own accuracy depends on λ: its λ is m's" in g for g in h["does_not_cover"])
+
+
+def test_an_interval_past_0_or_100_percent_is_clipped_and_says_so(tmp_path):
+    paths = write_final_runs(tmp_path, [0.05, 0.15])  # 2 seeds: t with df 1 is 12.7
+    h = tables.final_summary(paths, [], tmp_path, "m", ensemble=False, dtype="float32")["headline"]
+    assert h["clipped"] and h["low"] == 0.0 and h["high"] < 1.0
+    assert h["half_width"] == pytest.approx(stats.t.ppf(0.975, 1) * 0.05)  # unclipped half-width
+    assert "clipped to 0–100%" in h["text"]
