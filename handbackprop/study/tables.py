@@ -164,8 +164,10 @@ def headline(model: str, runs: list[dict], fine_table: dict | None, level: float
     if lam_model != model:
         not_covered.append(f"how {model}'s own accuracy depends on λ: its λ is {lam_model}'s, and "
                            f"the selection cost is measured on {lam_model}'s validation surface")
-    not_covered.append("the settings fixed before the λ search (architecture, learning-rate "
-                       f"bounds ({runs[0].get('eta_source') or 'config'}), the training recipe)")
+    eta = {"range_test": "from the learning-rate range test", "config": "fixed in the config"}.get(
+        runs[0].get("eta_source"), "as configured")
+    not_covered.append(f"the settings fixed before the λ search (architecture, learning-rate bounds "
+                       f"{eta}, the training recipe)")
     not_covered.append("BLAS kernel rounding on other machines or thread counts: not varied here, "
                        "covered only insofar as it acts like another seed")
     n_test = sum(map(sum, runs[0]["confusion"])) if runs[0].get("confusion") else None
