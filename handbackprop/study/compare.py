@@ -76,7 +76,9 @@ def compare_results(dir_a, dir_b, level: float = 0.95) -> list[dict]:
     for model in models:
         a, b = (_read(d / "final" / model / "summary.json") for d in (dir_a, dir_b))
         row = compare_summaries(a, b, level)
-        lam_model = (a.get("headline") or {}).get("lam_model", model)
+        # whose fine search gave the λ: recorded in the headline, else the spec's lam_from
+        lam_model = ((a.get("headline") or {}).get("lam_model")
+                     or (a.get("spec") or {}).get("lam_from") or model)
         ta, tb = (_read(d / "search" / lam_model / "fine.json") for d in (dir_a, dir_b))
         row["lam_b_in_band_a"], row["lam_a_in_band_b"] = _in_band(row["lam_b"], ta), _in_band(row["lam_a"], tb)
         rows.append(row)
