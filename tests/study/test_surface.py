@@ -194,3 +194,41 @@ def test_a_single_run_with_leverage_one_still_gets_an_interval():
     assert s["df"] == 2 and s["interval_log10"] is not None
     assert "rescaled" in s["bootstrap"]["method"]
     assert s["interval_log10"][0] <= s["log10_lam"] <= s["interval_log10"][1]
+
+
+def test_search_tables_carry_the_fit_and_the_next_stage_follows_it(tmp_path):
+    from handbackprop.study import grids
+
+    def write(stage, points):
+        paths = []
+        for lam, seed, acc in points:
+            p = tmp_path / stage / grids.lam_label(lam) / f"seed{seed}" / "metrics.json"
+            p.parent.mkdir(parents=True)
+            p.write_text(json.dumps({"lam": lam, "log10_lam": math.log10(lam), "seed": seed,
+                                     "val_accuracy": acc, "val_cost": 1.0, "val_loss": 1.0,
+                                     "train_accuracy": 0.5, "train_cost": 1.0, "train_loss": 1.0,
+                                     "seconds": 1.0}))
+            paths.append(p)
+        return paths
+
+    # A known peak at log10 λ = -3.3 with seed noise: the coarse table centres the fine grid on
+    # its fit, and the fine table's final λ is the fit's vertex, not one of the grid's points.
+    rng = np.random.default_rng(12)
+    coarse = tables.search_table(
+        write("coarse", [(10.0 ** e, s, float(peak(e, -3.3, 0.03) + rng.normal(0, 0.003)))
+                         for e in np.linspace(-5, -1, 8) for s in (1, 2)]),
+        "coarse", "m", fine={"n": 8, "half_width": 0.5, "l_min": -5, "l_max": -1})
+    assert coarse["chose_on"] == {"split": "search", "part": "val", "field": "val_accuracy"}
+    centre = coarse["surface"]["log10_lam"]
+    assert [math.log10(v) for v in coarse["fine_grid"].values()] == pytest.approx(
+        list(np.linspace(centre - 0.5, centre + 0.5, 8)))
+    fine_lams = list(coarse["fine_grid"].values())
+    fine = tables.search_table(
+        write("fine", [(lam, s, float(peak(math.log10(lam), -3.3, 0.03) + rng.normal(0, 0.003)))
+                       for lam in fine_lams for s in (1, 2)]), "fine", "m")
+    fit = fine["surface"]
+    assert type(fine["final_lam"]) is float and fine["final_lam"] == fit["lam"]
+    assert fit["shape"] == "peak" and fine["final_lam"] not in fine_lams  # the vertex, not a grid point
+    lo, hi = fit["interval_log10"]
+    assert lo <= -3.3 <= hi and fit["bootstrap"]["seed"] == tables.surface_seed("m", "fine")
+    json.dumps(fine, allow_nan=False)
