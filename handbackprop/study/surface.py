@@ -134,8 +134,8 @@ def fit_surface(log10_lams, accuracies, *, grid=None, fit_points: int | None = N
     if len(lams) < 3:
         means = {v: y[x == v].mean() for v in lams}
         best = fallback_log10 if fallback_log10 is not None else max(means, key=means.get)
-        out.update(method="best mean", shape="too few λ", log10_lam=float(best), lam=10.0 ** float(best),
-                   fitted_accuracy=None)
+        out.update(method="best mean", shape="too few λ", choice="best mean (no fit)",
+                   log10_lam=float(best), lam=10.0 ** float(best), fitted_accuracy=None)
         out["sentence"] = (f"{label}: only {len(lams)} λ trained, too few for a surface fit (a quadratic "
                            f"needs 3), so the best mean is chosen, λ = {10.0 ** best:.3g}, with no interval.")
         return out
