@@ -367,3 +367,24 @@ def run_catalogue(X, y, settings: dict, bugs=CATALOGUE, log=print) -> list[dict]
             + ("" if row["planted"] else " -- NOT PLANTED"))
         rows.append(row)
     return rows
+
+
+# ------------------------------------------------------------------ the stacked path (nn/stack.py)
+# Kept out of CATALOGUE: the catalogue's gates (runner.py) train single runs, which never reach
+# the stacked path, so there this bug would be "not planted". gates/stacked.py's stacked_gate is
+# the check that catches it (tests/gates/test_stacked.py).
+from ..nn import stack  # noqa: E402  (an addition after the catalogue, not among its imports)
+
+_orig_per_run_lams = stack.per_run_lams
+
+
+def _lam_of_run_i_applied_to_run_j(lams):
+    """Each run in the stack trains with its neighbour's λ (a roll of the per-run vector)."""
+    return np.roll(_orig_per_run_lams(lams), 1)
+
+
+STACKED_BUGS = [
+    Bug("lam_of_run_i_applied_to_run_j",
+        "stacked training applies run i's lambda to run j (the per-run lambda vector rolled by one)",
+        _patch(stack, "per_run_lams", _lam_of_run_i_applied_to_run_j)),
+]
