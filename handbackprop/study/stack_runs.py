@@ -2,8 +2,9 @@
 the result `runs.run` would have given it: same (net, result, metrics) triple, so
 `runfiles.write_run` writes the same files into the same run folder per (λ, seed).
 
-Timing fields differ by construction: a run's `seconds` is its share of the stack's loop
-(`train_stack`), and `stacked` records how many runs shared it (the only added key).
+The metrics have exactly runs.run's keys (tests/nn/test_stack.py compares them). Timing fields
+differ by construction: a run's `seconds` is its share of the stack's loop (`train_stack`:
+loop seconds / k), its `eval_seconds` its own record-point evaluations.
 """
 from __future__ import annotations
 
@@ -51,8 +52,7 @@ def run_stack(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, 
                 "diverged": True, "divergence": result.to_dict(), "seconds": None,
                 "eval_seconds": None, "step_seconds": None, "eval_fraction": None,
                 "val_accuracy": None, "val_cost": None, "val_loss": None,
-                "train_accuracy": None, "train_cost": None, "train_loss": None,
-                "stacked": len(lams)}))
+                "train_accuracy": None, "train_cost": None, "train_loss": None}))
             continue
         full_train = net.evaluate(X, y, lam)  # as runs.run: the history scores a subset
         metrics = {  # the keys and order of runs.run's metrics
@@ -62,7 +62,6 @@ def run_stack(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, 
             "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
             **{f"train_{k}": v for k, v in full_train.items()},
             **{k: v for k, v in result.final.items() if k.startswith("val_")},
-            "stacked": len(lams),
         }
         if evaluate_test:
             test, pred = ensemble_metrics([net], data["X_test"], data["y_test"], lam)
