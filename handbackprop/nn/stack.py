@@ -170,13 +170,15 @@ class StackedNetwork:
 
     def regularisers(self, lam: np.ndarray) -> np.ndarray:
         """λ_j Σ_i ||W_i^(j)||² per run (k,), before the step. Not layers.l2_penalty per run: it
-        would copy each run's non-contiguous column block of W1; one einsum reads W1 once."""
-        D, k, m1 = self.sizes[0], self.k, self.sizes[1]
-        W1 = self.params["W1"].reshape(D, k, m1)
-        sq = np.einsum("dkm,dkm->k", W1, W1, dtype=np.float64)
+        would copy each run's non-contiguous column block of W1. One einsum pass over W1 gives
+        every column's sum of squares in W1's dtype (as the single run's vdot); asking einsum for
+        float64 instead cast W1 on the way and took 11x as long (917 against 81 µs, k=8 linear)."""
+        k = self.k
+        W1 = self.params["W1"]
+        sq = np.einsum("ij,ij->j", W1, W1).reshape(k, -1).sum(axis=1, dtype=np.float64)  # (k,)
         for i in range(2, self.n_layers + 1):
-            W = self.params[f"W{i}"]
-            sq = sq + np.einsum("kab,kab->k", W, W, dtype=np.float64)
+            W = self.params[f"W{i}"]  # (k, m_{i-1}, m_i)
+            sq = sq + np.einsum("kab,kab->k", W, W).astype(np.float64)
         return lam * sq
 
 
