@@ -75,10 +75,16 @@ def stacked_variant(name, spec, X, y, *, lams, seed, steps, batch_size, n_s, eta
 
 
 def stacked_gate(X, y, settings: dict) -> dict:
-    """settings: lams (distinct, at least 2), seed, steps, batch_size, n_s, eta_min, eta_max,
+    """The gate runner's calling convention (runner.GATES: gate(X, y, settings) -> evidence), so
+    wiring it is `GATES["stacked"] = stacked_gate` plus its settings; `run_catalogue` with
+    planted_bugs.STACKED_BUGS then tables the stacked bug like the others.
+
+    settings: n_images (optional: the first n rows), lams (distinct, at least 2), seed, steps, batch_size, n_s, eta_min, eta_max,
     tolerance (float64), float32_tolerance (optional, 1e-5), variants {name: {hidden, dropout?,
     flip?, max_shift?, dtype?}}.
     Returns the evidence dict {gate, passed, failures, tolerance, variants: [...]}."""
+    n = settings.get("n_images")  # as the runner's gates: the first n rows, in float64
+    X, y = np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n])
     lams = list(settings["lams"])
     if len(lams) < 2 or len(set(lams)) != len(lams):
         raise ValueError(f"the stacked gate needs at least two distinct lambdas, got {lams}")

@@ -138,7 +138,9 @@ class StackedNetwork:
         W1_j <- (1 - 2λ_j η) W1_j - η Xᵀ dH_j, the single run's fused step (`SGD.weight_step`)."""
         grads = {}
         dh = dscores
-        lam3 = lam[:, None, None]  # (k, 1, 1): run j's λ on slice j
+        # (k, 1, 1): run j's λ on slice j, in the weights' dtype as the single run's Python-float λ
+        # acts (a float64 array would lift the float32 L2 term to float64 and round it again)
+        lam3 = lam.astype(self.dtype)[:, None, None]
         for i in range(self.n_layers, 0, -1):
             affine_cache, relu_cache, drop_cache = caches[i - 1]
             if i < self.n_layers:
