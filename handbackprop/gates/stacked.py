@@ -23,7 +23,7 @@ def _nets(X, spec, k, seed, dtype):
     nets = []
     for _ in range(k):
         net = Network([X.shape[1], *spec["hidden"], 10], dropout=spec.get("dropout", 0.0),
-                      dtype=dtype, init=spec.get("init"))
+                      dtype=dtype, init=spec.get("init"), batch_norm=spec.get("batch_norm", False))
         nets.append(net.init_params(np.random.default_rng(seed)))
     return nets
 
@@ -57,7 +57,8 @@ def stacked_variant(name, spec, X, y, *, lams, seed, steps, batch_size, n_s, eta
         same = (c == c_ref) | (np.isnan(c) & np.isnan(c_ref))  # equal, or both inf / both NaN
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = float(np.max(np.where(same, 0.0, np.abs(c - c_ref) / np.abs(c_ref))))
-        w = max(norm_relative_error(stacked[j].params[k], single.params[k]) for k in single.params)
+        w = max(norm_relative_error(stacked[j].arrays()[k], v)  # batch norm: the statistics too
+                for k, v in single.arrays().items())
         cost_rel.append(rel)
         weight_rel.append(w)
         if not rel <= tolerance:
@@ -81,7 +82,7 @@ def stacked_gate(X, y, settings: dict) -> dict:
 
     settings: n_images (optional: the first n rows), lams (distinct, at least 2), seed, steps, batch_size, n_s, eta_min, eta_max,
     tolerance (float64), float32_tolerance (optional, 1e-5), variants {name: {hidden, dropout?,
-    flip?, max_shift?, dtype?}}.
+    flip?, max_shift?, dtype?, batch_norm?}}.
     Returns the evidence dict {gate, passed, failures, tolerance, variants: [...]}."""
     n = settings.get("n_images")  # as the runner's gates: the first n rows, in float64
     X, y = np.asarray(X[:n], dtype=np.float64), np.asarray(y[:n])

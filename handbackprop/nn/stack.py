@@ -18,13 +18,16 @@ of it. Runs of different seeds have different batches: their first layers would 
 GEMMs (or a batched (k, B, D)·(k, D, m) that moves k times the images), which saves nothing
 but call overhead. A search stage has several λ per seed; the caller groups by seed.
 
-What is stacked: plain SGD (the study's optimiser), no batch norm, any depth (linear, one or
-more hidden layers), dropout, flip/shift augmentation, the cyclical learning rate, per-run λ
-(the L2 term and the weight decay of each run's own slice), per-run divergence detection (a
-diverged run is recorded as its `TrainingDiverged` and leaves the stack; the others go on,
-their arithmetic untouched: every run's maths is confined to its own slice), per-run records
-(the history rows of `train.train`, scored by each run's own `Network.evaluate`). Not stacked:
-Nesterov/Adam, batch norm, snapshots, the `eta_at`/`on_step` hooks: `train_stack` refuses them.
+What is stacked: plain SGD (the study's optimiser), any depth (linear, one or more hidden
+layers), batch norm (per-run γ, β, batch statistics and running averages: the batch-norm
+functions reduce over the batch axis, so on the side-by-side layout (B, k·m) every run's columns
+are normalised by their own statistics), dropout, flip/shift augmentation, the cyclical learning
+rate, per-run λ (the L2 term and the weight decay of each run's own slice), per-run divergence
+detection (a diverged run is recorded as its `TrainingDiverged` and leaves the stack; the others
+go on, their arithmetic untouched: every run's maths is confined to its own slice), per-run
+records (the history rows of `train.train`, scored by each run's own `Network.evaluate`). Not
+stacked: Nesterov/Adam (per-run velocities would work the same way; the search uses SGD),
+snapshots, the `eta_at`/`on_step` hooks: `train_stack` refuses them.
 
 Maths reuse: every step goes through the single-run layer functions where their shapes allow
 (`layers.affine_forward` for every layer, `layers.affine_backward` for the first, relu/dropout
@@ -40,11 +43,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 
 import numpy as np
 
-from . import augment, layers, memory, optim, schedule, train
+from . import augment, batchnorm, layers, memory, optim, schedule, train
 from .network import Network
 from .train import TrainConfig, TrainingDiverged, TrainResult
 
@@ -61,6 +65,7 @@ class StackedNetwork:
 
     W1 (D, k·m1), b1 (k·m1,)          the first layer, runs side by side (one GEMM)
     W<i> (k, m_{i-1}, m_i), b<i> (k, 1, m_i)   deeper layers, one slice per run (i >= 2)
+    gamma<i>, beta<i>, state mean<i>, var<i> (k·m_i,)   batch norm, side by side (no b<i> then)
 
     For a linear classifier m1 = K (the only layer is the first)."""
 
@@ -71,49 +76,74 @@ class StackedNetwork:
         for n in nets:
             if n.sizes != first.sizes or n.dropout != first.dropout or n.dtype != first.dtype:
                 raise ValueError("stacked networks must share sizes, dropout and dtype")
-            if n.batch_norm:
-                raise ValueError("batch-norm networks are not stacked (running statistics per run "
-                                 "are not implemented): train them one by one")
+            if (n.batch_norm, n.bn_momentum, n.bn_eps) != (first.batch_norm, first.bn_momentum,
+                                                            first.bn_eps):
+                raise ValueError("stacked networks must share batch norm and its settings")
         self.sizes, self.dropout, self.dtype = list(first.sizes), first.dropout, first.dtype
+        self.batch_norm, self.bn_momentum, self.bn_eps = (first.batch_norm, first.bn_momentum,
+                                                          first.bn_eps)
         self.template = first  # draws the dropout masks: the single run's own method
         self.k = len(nets)
-        self.params: dict[str, np.ndarray] = {
-            "W1": np.ascontiguousarray(np.concatenate([n.params["W1"] for n in nets], axis=1)),
-            "b1": np.concatenate([n.params["b1"] for n in nets])}  # (D, k·m1), (k·m1,)
-        for i in range(2, self.n_layers + 1):
-            self.params[f"W{i}"] = np.stack([n.params[f"W{i}"] for n in nets])  # (k, m_{i-1}, m_i)
-            self.params[f"b{i}"] = np.stack([n.params[f"b{i}"] for n in nets])[:, None, :]  # (k,1,m_i)
+        self.params: dict[str, np.ndarray] = {}
+        self.state: dict[str, np.ndarray] = {}
+        for key in first.param_names() + first.state_names():
+            arrays = [(n.params if key in n.params else n.state)[key] for n in nets]
+            target = self.params if key in first.params else self.state
+            if self._flat(key):  # W1 (D, k·m1); b1, γ_i, β_i, mean_i, var_i (k·m_i,)
+                target[key] = np.ascontiguousarray(np.concatenate(arrays, axis=-1))
+            elif key.startswith("W"):
+                target[key] = np.stack(arrays)  # (k, m_{i-1}, m_i)
+            else:
+                target[key] = np.stack(arrays)[:, None, :]  # b_i (k, 1, m_i)
+
+    def _flat(self, key: str) -> bool:
+        """Runs side by side along the last axis: the first layer's W and b, and every batch-norm
+        array (γ, β and the running statistics act per column of the (B, k·m) layout, where
+        `batchnorm`'s functions, reducing over axis 0, already treat every run separately)."""
+        return key in ("W1", "b1") or key.startswith(("gamma", "beta", "mean", "var"))
 
     @property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 
+    def _width(self, key: str) -> int:
+        """m of the layer this flat key belongs to (its per-run block width)."""
+        return self.sizes[int(re.sub(r"\D", "", key))]
+
+    def _run_slice(self, key: str, arr: np.ndarray, j: int) -> np.ndarray:
+        if self._flat(key):
+            m = self._width(key)
+            return np.ascontiguousarray(arr[..., j * m:(j + 1) * m])
+        return arr[j].copy() if key.startswith("W") else arr[j, 0].copy()
+
     def run_params(self, j: int) -> dict[str, np.ndarray]:
         """Run j's parameters as the single network's dict (contiguous copies)."""
-        m1 = self.sizes[1]
-        out = {"W1": np.ascontiguousarray(self.params["W1"][:, j * m1:(j + 1) * m1]),
-               "b1": self.params["b1"][j * m1:(j + 1) * m1].copy()}
-        for i in range(2, self.n_layers + 1):
-            out[f"W{i}"] = self.params[f"W{i}"][j].copy()
-            out[f"b{i}"] = self.params[f"b{i}"][j, 0].copy()
-        return out
+        return {key: self._run_slice(key, v, j) for key, v in self.params.items()}
+
+    def run_state(self, j: int) -> dict[str, np.ndarray]:
+        """Run j's running statistics (batch norm; {} otherwise)."""
+        return {key: self._run_slice(key, v, j) for key, v in self.state.items()}
 
     def keep(self, positions: list[int]) -> None:
         """Keep only the runs at these stack positions (a diverged run leaves the stack)."""
-        D, m1 = self.sizes[0], self.sizes[1]
         pos = np.asarray(positions, dtype=int)
-        self.params["W1"] = np.ascontiguousarray(
-            self.params["W1"].reshape(D, self.k, m1)[:, pos, :].reshape(D, len(pos) * m1))
-        self.params["b1"] = self.params["b1"].reshape(self.k, m1)[pos].reshape(-1).copy()
-        for i in range(2, self.n_layers + 1):
-            for key in (f"W{i}", f"b{i}"):
-                self.params[key] = np.ascontiguousarray(self.params[key][pos])
+        for target in (self.params, self.state):
+            for key, arr in target.items():
+                if self._flat(key):
+                    m = self._width(key)
+                    lead = arr.shape[:-1]
+                    target[key] = np.ascontiguousarray(
+                        arr.reshape(*lead, self.k, m)[..., pos, :].reshape(*lead, len(pos) * m))
+                else:
+                    target[key] = np.ascontiguousarray(arr[pos])
         self.k = len(pos)
 
     # ------------------------------------------------------------- forward/backward
     def forward(self, X, masks=None):
         """X (B, D) -> scores (k, B, K), caches. masks: the single run's per-hidden-layer
         (B, m_i) dropout masks, shared by all runs (same seed) and broadcast over k."""
+        if self.batch_norm:
+            return self.forward_bn(X, masks)
         B, k, m1 = X.shape[0], self.k, self.sizes[1]
         h, c1 = layers.affine_forward(X, self.params["W1"], self.params["b1"])  # (B, k·m1)
         # (B, k·m1) -> (k, B, m1): one copy of a small array, so every later matmul and
@@ -136,6 +166,8 @@ class StackedNetwork:
         """dscores (k, B, K) -> grads of the deeper layers' W (L2 term included) and of every
         bias, for `opt.step`; the first layer's W1 is stepped in place, per run:
         W1_j <- (1 - 2λ_j η) W1_j - η Xᵀ dH_j, the single run's fused step (`SGD.weight_step`)."""
+        if self.batch_norm:
+            return self.backward_bn(dscores, caches, lam, eta, opt)
         grads = {}
         dh = dscores
         # (k, 1, 1): run j's λ on slice j, in the weights' dtype as the single run's Python-float λ
@@ -149,25 +181,91 @@ class StackedNetwork:
                 dh = layers.relu_backward(dh, relu_cache)  # (k, B, m_i)
             if i == 1:
                 break
-            # layers.affine_backward on a stack: its `.T` would reverse all three axes, so the
-            # batched form is written here; `x` and `W` are the forward's cache, W not yet stepped
-            x, W = affine_cache  # (k, B, m_{i-1}), (k, m_{i-1}, m_i)
-            dW = np.matmul(x.transpose(0, 2, 1), dh)  # (k, m_{i-1}, m_i)
-            dW += layers.l2_grad(W, lam3)  # the single net's l2 + xᵀdh for a small W
-            grads[f"W{i}"] = dW
             grads[f"b{i}"] = dh.sum(axis=1, keepdims=True)  # (k, 1, m_i)
-            dh = np.matmul(dh, W.transpose(0, 2, 1))  # (k, B, m_{i-1})
+            dh = self._deeper_backward(i, dh, affine_cache, lam3, grads)  # (k, B, m_{i-1})
         B, k, m1 = dh.shape[1], self.k, self.sizes[1]
         dflat = np.ascontiguousarray(dh.transpose(1, 0, 2)).reshape(B, k * m1)  # (B, k·m1)
+        grads["b1"] = self._first_layer_step(dflat, affine_cache, lam, eta, opt)
+        return grads
+
+    def _deeper_backward(self, i: int, dh, affine_cache, lam3, grads):
+        """Layer i >= 2 on the stack: dh (k, B, m_i) -> dx (k, B, m_{i-1}); W{i}'s gradient, its
+        L2 term included, into grads. layers.affine_backward cannot take a stack: its `.T`
+        reverses all three axes of (k, m, m'); so its three products are written out batched."""
+        x, W = affine_cache  # (k, B, m_{i-1}), (k, m_{i-1}, m_i): W not yet stepped
+        dW = np.matmul(x.transpose(0, 2, 1), dh)  # (k, m_{i-1}, m_i)
+        dW += layers.l2_grad(W, lam3)  # the single net's l2 + xᵀdh for a small W
+        grads[f"W{i}"] = dW
+        return np.matmul(dh, W.transpose(0, 2, 1))  # (k, B, m_{i-1})
+
+    def _first_layer_step(self, dflat, affine_cache, lam, eta, opt):
+        """W1 <- per run (1 - 2λ_j η) W1_j - η Xᵀ dflat_j, in place; returns db1 (k·m1,)."""
+        B, k, m1 = dflat.shape[0], self.k, self.sizes[1]
         alpha, beta = opt.weight_step(eta, lam)  # -η, (k,) 1 - 2λ_j η
         W1 = self.params["W1"]
         # The GEMM's β is one scalar; the per-run decay scales each run's column block first
         # (a view: W1 stays the same contiguous array), then the GEMM adds -η Xᵀ dH with β = 1.
         W1.reshape(W1.shape[0], k, m1)[...] *= np.asarray(beta, dtype=W1.dtype)[None, :, None]
-        _, dW1, grads["b1"] = layers.affine_backward(dflat, affine_cache, need_dx=False,
-                                                     acc=(W1, alpha, 1.0))
+        _, dW1, db1 = layers.affine_backward(dflat, affine_cache, need_dx=False,
+                                             acc=(W1, alpha, 1.0))
         if dW1 is not W1:  # formed out of place: the step would be lost
             raise RuntimeError("W1 shares memory with the batch or its gradient")
+        return db1
+
+    # ------------------------------------------------------------------- batch norm
+    # Hidden activations live as (B, k·m): batchnorm's functions reduce over axis 0, so on this
+    # layout each column, hence each run, gets its own batch statistics, γ, β and running
+    # averages, through the single run's functions unchanged. Deeper products view it as
+    # (k, B, m) (a transposed view; np.matmul takes the strides).
+    def forward_bn(self, X, masks):
+        """`Network.forward_bn` of the stack, training mode: X (B, D) -> scores (k, B, K)."""
+        B, k, L = X.shape[0], self.k, self.n_layers
+        h = X
+        caches = []
+        for i in range(1, L):
+            m = self.sizes[i]
+            if i == 1:
+                s, affine_cache = batchnorm.linear_forward(X, self.params["W1"])  # (B, k·m1)
+            else:
+                x3 = h.reshape(B, k, self.sizes[i - 1]).transpose(1, 0, 2)  # (k, B, m_{i-1})
+                s3, affine_cache = batchnorm.linear_forward(x3, self.params[f"W{i}"])  # (k, B, m)
+                s = np.ascontiguousarray(s3.transpose(1, 0, 2)).reshape(B, k * m)  # (B, k·m)
+            h, bn_cache, (mu, var) = batchnorm.batchnorm_forward(
+                s, self.params[f"gamma{i}"], self.params[f"beta{i}"], self.bn_eps)
+            batchnorm.update_running_stats(self.state[f"mean{i}"], self.state[f"var{i}"], mu, var,
+                                           B, self.bn_momentum)
+            h, relu_cache = layers.relu_forward(h)  # (B, k·m)
+            drop_cache = None
+            if masks is not None:  # the run's (B, m) mask on each run's block of columns
+                h3, drop_cache = layers.dropout_forward(h.reshape(B, k, m), masks[i - 1][:, None, :])
+                h = h3.reshape(B, k * m)
+            caches.append((affine_cache, bn_cache, relu_cache, drop_cache))
+        x3 = h.reshape(B, k, self.sizes[L - 1]).transpose(1, 0, 2)  # (k, B, m_{L-1})
+        scores, affine_cache = layers.affine_forward(x3, self.params[f"W{L}"], self.params[f"b{L}"])
+        caches.append((affine_cache, None, None, None))
+        return scores, caches  # (k, B, K)
+
+    def backward_bn(self, dscores, caches, lam, eta, opt) -> dict:
+        """`backward` for batch-norm stacks: grads of deeper W, γ, β and b_L; W1 stepped in place."""
+        B, k, L = dscores.shape[1], self.k, self.n_layers
+        lam3 = lam.astype(self.dtype)[:, None, None]
+        grads = {}
+        dx = self._deeper_backward(L, dscores, caches[L - 1][0], lam3, grads)
+        grads[f"b{L}"] = dscores.sum(axis=1, keepdims=True)  # (k, 1, K)
+        dh = np.ascontiguousarray(dx.transpose(1, 0, 2)).reshape(B, -1)  # (B, k·m_{L-1})
+        for i in range(L - 1, 0, -1):
+            affine_cache, bn_cache, relu_cache, drop_cache = caches[i - 1]
+            m = self.sizes[i]
+            if drop_cache is not None:
+                dh = layers.dropout_backward(dh.reshape(B, k, m), drop_cache).reshape(B, k * m)
+            dh = layers.relu_backward(dh, relu_cache)
+            ds, grads[f"gamma{i}"], grads[f"beta{i}"] = batchnorm.batchnorm_backward(dh, bn_cache)
+            if i == 1:
+                self._first_layer_step(np.ascontiguousarray(ds), affine_cache, lam, eta, opt)
+                break  # no bias before batch norm: db1 is not a parameter
+            ds3 = ds.reshape(B, k, m).transpose(1, 0, 2)  # (k, B, m_i)
+            dx = self._deeper_backward(i, ds3, affine_cache, lam3, grads)
+            dh = np.ascontiguousarray(dx.transpose(1, 0, 2)).reshape(B, -1)  # (B, k·m_{i-1})
         return grads
 
     def regularisers(self, lam: np.ndarray) -> np.ndarray:
@@ -243,7 +341,7 @@ def train_stack(nets: list[Network], X_train, y_train, X_val, y_val, cfgs: list[
 
     def write_back():
         for pos, j in enumerate(alive):
-            nets[j].params = snet.run_params(pos)
+            nets[j].params, nets[j].state = snet.run_params(pos), snet.run_state(pos)
 
     def record(step):
         write_back()
@@ -288,6 +386,7 @@ def train_stack(nets: list[Network], X_train, y_train, X_val, y_val, cfgs: list[
         if out:
             for pos in out:  # the diverged weights, as a single run leaves them
                 nets[alive[pos]].params = snet.run_params(pos)
+                nets[alive[pos]].state = snet.run_state(pos)
             keep = [pos for pos in range(len(alive)) if pos not in out]
             alive = [alive[pos] for pos in keep]
             if not alive:

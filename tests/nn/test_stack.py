@@ -150,8 +150,56 @@ def test_stack_refuses_what_it_does_not_stack(data):
     with pytest.raises(ValueError, match="SGD"):
         stack.train_stack(nets([8], 2), X, y, None, None,
                           [config(0.1, optimizer="adam"), config(0.2, optimizer="adam")])
-    with pytest.raises(ValueError, match="batch-norm"):
-        stack.StackedNetwork([build_network(D, [8], batch_norm=True)])
+    with pytest.raises(ValueError, match="batch norm"):
+        stack.StackedNetwork([build_network(D, [8], batch_norm=True), build_network(D, [8])])
+
+
+@pytest.mark.parametrize("hidden,dropout", [([12], 0.0), ([12, 6], 0.3)])
+def test_batch_norm_stack_matches_single_runs_and_torch(data, hidden, dropout):
+    """Per-run γ, β, batch statistics and running averages: 20 steps of 3 runs equal train()'s
+    (parameters and running statistics) to 1e-12, and, without dropout, torch's BatchNorm1d
+    trajectory (gates/torch_bn_reference.py) to 1e-10 as the single run's gate requires."""
+    from handbackprop.gates import torch_bn_reference
+    X, y = data
+    lams = [0.0, 0.01, 0.1]
+    cfgs = [config(lam) for lam in lams]
+    stacked = [build_network(D, hidden, 10, dropout, "float64", 1, batch_norm=True) for _ in lams]
+    start = {p: v.copy() for p, v in stacked[0].arrays().items()}
+    res = stack.train_stack(stacked, X, y, X[:40], y[:40], cfgs, log=lambda s: None)
+    for j, (cfg, r) in enumerate(zip(cfgs, res)):
+        single = build_network(D, hidden, 10, dropout, "float64", 1, batch_norm=True)
+        ref = train.train(single, X, y, X[:40], y[:40], cfg, log=lambda s: None)
+        assert max_rel(np.array(r.step_costs), np.array(ref.step_costs)) <= 1e-12
+        assert set(stacked[j].state) == set(single.state) == {"mean1", "var1", *(
+            ["mean2", "var2"] if len(hidden) > 1 else [])}
+        for p, v in single.arrays().items():
+            assert max_rel(stacked[j].arrays()[p], v) <= 1e-12, p
+        for row, row_ref in zip(r.history, ref.history):
+            assert row == pytest.approx(row_ref, rel=1e-12, abs=1e-14)
+        if dropout:
+            continue
+        t_costs, _, t_final, _ = torch_bn_reference.torch_bn_trajectory(
+            {p: start[p] for p in single.params}, {p: start[p] for p in single.state},
+            X, y, X[:40], lam=cfg.lam, seed=cfg.seed, batch_size=cfg.batch_size, n_s=cfg.n_s,
+            eta_min=cfg.eta_min, eta_max=cfg.eta_max, steps=cfg.max_steps, optimizer="sgd",
+            bn_momentum=single.bn_momentum, eps=single.bn_eps)
+        assert np.max(np.abs(np.array(r.step_costs) - t_costs) / np.abs(t_costs)) <= 1e-10
+        for p in stacked[j].arrays():
+            assert norm_relative_error(stacked[j].arrays()[p], t_final[p]) <= 1e-10, p
+
+
+def test_batch_norm_divergence_keeps_each_runs_statistics(data):
+    X, y = data
+    lams = [1e-3, 50.0, 0.02]
+    cfgs = [config(lam, divergence_factor=10.0) for lam in lams]
+    stacked = [build_network(D, [8, 6], 10, 0.0, "float64", 1, batch_norm=True) for _ in lams]
+    res = stack.train_stack(stacked, X, y, None, None, cfgs, log=lambda s: None)
+    assert isinstance(res[1], TrainingDiverged) and res[1].step < 19
+    for j in (0, 2):
+        single = build_network(D, [8, 6], 10, 0.0, "float64", 1, batch_norm=True)
+        train.train(single, X, y, None, None, cfgs[j], log=lambda s: None)
+        for p, v in single.arrays().items():
+            assert max_rel(stacked[j].arrays()[p], v) <= 1e-12, p
 
 
 def test_run_stack_metrics_equal_separate_runs(tmp_path):
