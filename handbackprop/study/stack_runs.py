@@ -25,7 +25,7 @@ def run_stack(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, 
 
     record_divergence=False: the first diverged run's TrainingDiverged is raised once the
     stack has finished (the others' results are then lost, as a failing job loses its own).
-    The spec must be stackable: plain SGD, no batch norm (`train_stack` says why if not)."""
+    The spec must be stackable: plain SGD, no snapshots (`train_stack` says why if not)."""
     data = load_split(split_dir)
     X, y = data["X_train"], data["y_train"]
     nets = [build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype,

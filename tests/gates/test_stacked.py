@@ -20,7 +20,9 @@ SETTINGS = {"lams": [0.0, 0.01, 0.1], "seed": 7, "steps": 20, "batch_size": 30, 
             "variants": {"linear": {"hidden": []},
                          "two_layer_dropout_aug": {"hidden": [12], "dropout": 0.3, "flip": True,
                                                    "max_shift": 2},
-                         "three_layer_dropout": {"hidden": [12, 6], "dropout": 0.3}}}
+                         "three_layer_dropout": {"hidden": [12, 6], "dropout": 0.3},
+                         "three_layer_bn_dropout": {"hidden": [12, 6], "dropout": 0.3,
+                                                    "batch_norm": True}}}
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +72,12 @@ def test_stacked_bugs_stay_out_of_the_catalogue():
     assert not {b.name for b in STACKED_BUGS} & {b.name for b in CATALOGUE}
 
 
-def train_stacked(X, y, steps=10):
+def train_stacked(X, y, steps=10, batch_norm=False):
     """Three runs trained as a stack only (no single run): what a planted bug must reach."""
     cfgs = [TrainConfig(lam=lam, batch_size=30, eta_max=0.1, n_s=5, seed=7, max_steps=steps,
                         divergence_factor=1e6, train_eval_size=90, points_per_cycle=1, flip=True,
                         max_shift=2) for lam in SETTINGS["lams"]]
-    nets = [Network([3072, 12, 10], dropout=0.3, dtype=np.float64)
+    nets = [Network([3072, 12, 10], dropout=0.3, dtype=np.float64, batch_norm=batch_norm)
             .init_params(np.random.default_rng(7)) for _ in cfgs]
     stack.train_stack(nets, X, y, X[:30], y[:30], cfgs, log=lambda s: None)
     return nets
@@ -93,22 +95,27 @@ SHARED = ["relu_derivative_wrong", "l2_grad_missing_factor_2", "l2_grad_added_tw
 CAUGHT_BY_STACKED_GATE = {"bias_grad_not_summed"}
 
 
+# The batch-norm bugs that act during training (the evaluation-mode one acts in the records only).
+SHARED_BN = [b.name for b in BATCHNORM_BUGS if b.name != "bn_eval_uses_batch_statistics"]
+
+
 @pytest.fixture(scope="module")
 def correct_stack(data):
-    return train_stacked(*data)
+    return {False: train_stacked(*data), True: train_stacked(*data, batch_norm=True)}
 
 
-@pytest.mark.parametrize("name", SHARED)
+@pytest.mark.parametrize("name", SHARED + SHARED_BN)
 def test_shared_code_bugs_reach_the_stacked_path(data, correct_stack, name):
-    (bug,) = [b for b in CATALOGUE if b.name == name and b not in BATCHNORM_BUGS]
+    (bug,) = [b for b in CATALOGUE if b.name == name]
+    bn = bug in BATCHNORM_BUGS
     with bug.plant() as counter:
-        nets = train_stacked(*data)
+        nets = train_stacked(*data, batch_norm=bn)
         calls = counter.calls
         gate_passed = (stacked_gate(*data, SETTINGS)["passed"]
                        if name in CAUGHT_BY_STACKED_GATE else None)
     assert calls > 0, f"{name} never ran in stacked training"
-    moved = max(np.abs(n.params[k] - c.params[k]).max() / np.abs(c.params[k]).max()
-                for n, c in zip(nets, correct_stack) for k in c.params)
+    moved = max(np.abs(n.arrays()[k] - v).max() / np.abs(v).max()
+                for n, c in zip(nets, correct_stack[bn]) for k, v in c.arrays().items())
     assert moved > 1e-6, f"{name} ran but left the stacked weights unchanged"
     if name in CAUGHT_BY_STACKED_GATE:
         assert gate_passed is False
