@@ -9,6 +9,7 @@ k runs' step on each side, and single/stacked (above 1: the stack is faster), wi
 the per-round ratios.
 
     python bench/bench_stack.py [--k 8] [--rounds 11] [--steps 20] [--dtypes float32,float64]
+                                [--models linear,m=50,m=500,"m=50 BN"]
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ if str(REPO) not in sys.path:
 from handbackprop.nn import memory, optim, stack, train  # noqa: E402
 from handbackprop.nn.network import build_network  # noqa: E402
 
-MODELS = {"linear": [], "m=50": [50], "m=500": [500]}
+MODELS = {"linear": ([], False), "m=50": ([50], False), "m=500": ([500], False),
+          "m=50 BN": ([50], True)}
 
 
 def main(argv=None):
@@ -52,11 +54,12 @@ def main(argv=None):
     with threadpool_limits(args.threads):
         for dtype in args.dtypes.split(","):
             for model in args.models.split(","):
-                hidden = MODELS[model]
-                singles = [build_network(3072, hidden, 10, 0.0, dtype, 1) for _ in range(args.k)]
+                hidden, bn = MODELS[model]
+                singles = [build_network(3072, hidden, 10, 0.0, dtype, 1, batch_norm=bn)
+                           for _ in range(args.k)]
                 opts = [optim.SGD(n.params) for n in singles]
-                snet = stack.StackedNetwork([build_network(3072, hidden, 10, 0.0, dtype, 1)
-                                             for _ in range(args.k)])
+                snet = stack.StackedNetwork([build_network(3072, hidden, 10, 0.0, dtype, 1,
+                                                           batch_norm=bn) for _ in range(args.k)])
                 sopt = optim.SGD(snet.params)
                 batches = [train.take_batch(X, y, rng.choice(len(y), args.batch, replace=False),
                                             np.dtype(dtype)) for _ in range(args.steps)]
