@@ -113,7 +113,9 @@ class StackedNetwork:
     def _run_slice(self, key: str, arr: np.ndarray, j: int) -> np.ndarray:
         if self._flat(key):
             m = self._width(key)
-            return np.ascontiguousarray(arr[..., j * m:(j + 1) * m])
+            # a copy always: a contiguous block (a 1-d b1, or W1 of a stack of one) would
+            # otherwise come back as a view, and the network would alias the stack's live array
+            return np.array(arr[..., j * m:(j + 1) * m], order="C", copy=True)
         return arr[j].copy() if key.startswith("W") else arr[j, 0].copy()
 
     def run_params(self, j: int) -> dict[str, np.ndarray]:

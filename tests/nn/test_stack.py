@@ -55,6 +55,8 @@ def test_stacked_steps_equal_k_single_steps(data, hidden, dropout, lams):
             loss, reg = train.train_step(net, optim.SGD(net.params), X[idx], y[idx], lam, eta, masks)
             assert abs(losses[j] - loss) <= 1e-12 * abs(loss)
             assert abs(regs[j] - reg) <= 1e-12 * max(abs(reg), 1e-300)
+    # run_params hands out copies, never views of the stack's live arrays (k = 1: W1 is whole)
+    assert not any(np.may_share_memory(v, snet.params[p]) for p, v in snet.run_params(0).items())
     errs = [max_rel(snet.run_params(j)[p], net.params[p])
             for j, net in enumerate(singles) for p in net.params]
     assert max(errs) <= 1e-12, errs
@@ -237,3 +239,20 @@ def test_run_stack_metrics_equal_separate_runs(tmp_path):
         else:
             assert m["val_cost"] == pytest.approx(m1["val_cost"], rel=1e-10)
     assert [m["diverged"] for _, _, m in out] == [False, True]
+
+
+def test_run_stack_batch_norm_metrics_equal_separate_runs(tmp_path):
+    from handbackprop.study import runs, stack_runs
+    split = tmp_path / "split"
+    make_split(split, 60, 20, 20, seed=1)
+    spec = {**SPEC, "hidden": [8, 6], "batch_norm": True, "dropout": 0.2}
+    out = stack_runs.run_stack(split, spec, [1e-3, 0.05], seed=3, cycles=1, dtype="float64",
+                               log=lambda s: None)
+    for lam, (net, _, metrics) in zip([1e-3, 0.05], out):
+        net1, _, metrics1 = runs.run(split, spec, lam, 1, 3, "float64", False,
+                                     record_divergence=True, log=lambda s: None)
+        for key in ("train_loss", "train_cost", "train_accuracy", "val_loss", "val_cost",
+                    "val_accuracy", "steps", "n_s"):
+            assert metrics[key] == pytest.approx(metrics1[key], rel=1e-10), key
+        for p, v in net1.arrays().items():  # the weights file: parameters and running statistics
+            assert max_rel(net.arrays()[p], v) <= 1e-10, p
