@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +24,12 @@ import numpy as np
 from ..data.splits import load_split
 from .. import code_hash
 from ..nn.schedule import cyclic_lr
+from ..study.kinds import AUDIT_GROUPS, RUN_KINDS
 from . import rescore
 
-# A run's kind is the folder below the results directory; the kind names the split it trained on.
-KINDS = {  # kind: (folder prefix, split)
-    "search": (("search",), "search"),
-    "final": (("final",), "final"),
-    "ablation": (("bonus", "ablation"), "final"),
-    "recipe": (("bonus", "recipe"), "search"),
-    "aug": (("bonus", "aug_vs_lambda"), "search"),
-    "init": (("bonus", "init_sensitivity"), "final"),
-}
+# Each run records its kind and split (study/kinds.py); the audit groups runs by the kind's
+# group and checks each on the split its kind trains on.
+KINDS = AUDIT_GROUPS
 
 
 # Kinds rescored in full whatever report.audit_sample says.
@@ -48,12 +44,30 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def kind_of(rel: Path) -> str:
-    parts = Path(rel).parts
-    for kind, (prefix, _) in KINDS.items():
-        if parts[:len(prefix)] == prefix:
-            return kind
-    raise ValueError(f"{rel}: not a training run folder of any kind ({', '.join(KINDS)})")
+def kind_of(metrics: dict, where) -> str:
+    """A run's audit group, from the kind it recorded; its recorded split must be its kind's."""
+    kind = metrics.get("kind")
+    if kind not in RUN_KINDS:
+        raise ValueError(f"{where}: records no known run kind ({kind!r}; kinds: {', '.join(RUN_KINDS)}): "
+                         "rerun it so its metrics.json says what it is")
+    if metrics.get("split") != RUN_KINDS[kind].split:
+        raise ValueError(f"{where}: a {kind} run trains on the {RUN_KINDS[kind].split} split, but records "
+                         f"{metrics.get('split')!r}")
+    return RUN_KINDS[kind].group
+
+
+def misplaced(metrics: dict, rel) -> str | None:
+    """Why a run's folder is not where its recorded kind puts runs (a metrics.json copied or
+    moved from another run), or None."""
+    kind = metrics.get("kind")
+    template = RUN_KINDS[kind].folder if kind in RUN_KINDS else None
+    if template is None:
+        return None
+    pattern = re.escape(template).replace(r"\{", "{").replace(r"\}", "}")
+    pattern = re.sub(r"\{[a-z]+\}", "[^/]+", pattern)
+    if re.fullmatch(pattern, str(rel)):
+        return None
+    return f"its metrics.json records a {kind} run, whose folder is {template}, but it lies in {rel}"
 
 
 def relative(path, R: Path) -> Path:
@@ -132,7 +146,9 @@ def audit(results_dir, run_paths, gate_paths, summary_paths=(), cap: int | None 
     runs = {}
     for p in run_paths:
         rel = relative(p, R)
-        runs[str(rel)] = {"path": Path(p), "kind": kind_of(rel), "metrics": read_json(p)}
+        m = read_json(p)
+        runs[str(rel)] = {"path": Path(p), "kind": kind_of(m, rel), "metrics": m,
+                          "misplaced": misplaced(m, rel)}
     outputs = {k: r["metrics"] for k, r in runs.items()}
     for p in summary_paths:
         outputs[str(relative(p, R) / Path(p).stem)] = read_json(p)
@@ -151,13 +167,13 @@ def audit(results_dir, run_paths, gate_paths, summary_paths=(), cap: int | None 
     chosen = {kind: keys if kind in ALWAYS else sample(keys, cap) for kind, keys in by_kind.items()}
     checked, splits = [], {}
     for kind, keys in chosen.items():
-        split_name = KINDS[kind][1]
+        split_name = KINDS[kind]
         for key in keys:
             r = runs[key]
             if split_name not in splits:
                 splits[split_name] = load_split(R / "data" / split_name)
             split = splits[split_name]
-            why = rescore.split_mismatch(r["metrics"], split, split_name)
+            why = r["misplaced"] or rescore.split_mismatch(r["metrics"], split, split_name)
             diffs = [] if why else rescore.differences(r["metrics"], rescore.rescore(r["path"].parent, r["metrics"], split))
             row = {"run": key, "kind": kind, "split": split_name,
                    "fields": sorted(rescore.recorded_fields(r["metrics"])),
@@ -171,7 +187,7 @@ def audit(results_dir, run_paths, gate_paths, summary_paths=(), cap: int | None 
         "n_runs": len(runs), "n_checked": len(checked), "diverged": diverged,
         "n_figures": sum(len(r["fields"]) for r in checked),
         "by_kind": [{"kind": kind, "runs": len(by_kind[kind]), "checked": len(chosen[kind]),
-                     "split": KINDS[kind][1],
+                     "split": KINDS[kind],
                      "skipped": len(by_kind[kind]) - len(chosen[kind]),
                      "why_skipped": (f"report.audit_sample = {cap}: at most {cap} runs of this kind, "
                                      "evenly spread, are rescored (each reads every row of its split)"

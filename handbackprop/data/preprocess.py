@@ -81,13 +81,17 @@ def _class_counts(y, n_classes):
     return np.bincount(y, minlength=n_classes).tolist()
 
 
-def preprocess(tarball, out_dir, n_val, seed, source, md5, log=print):
+def preprocess(tarball, out_dir, n_val, seed, source, md5, log=print, with_test=True):
     """Read ``tarball``, split, normalise and write the dataset into ``out_dir``.
 
     Writes X_train.npy, y_train.npy, X_val.npy, y_val.npy, X_test.npy,
     y_test.npy (X float32 (N, 3072) C-order, y int64), norm.npz (mean, std
     float64 (3072,)) and finally stats.json. ``source`` and ``md5`` are
     provenance recorded in stats.json. Returns the stats dict.
+
+    ``with_test=False`` (the search split) writes no test arrays at all: every job that chooses
+    (λ searches, the recipe search, the range tests) reads this split, and a selection cannot
+    look at figures that do not exist.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -108,13 +112,18 @@ def preprocess(tarball, out_dir, n_val, seed, source, md5, log=print):
     log(f"normalisation from train split only: mean in [{mean.min():.2f}, {mean.max():.2f}], "
         f"std in [{std.min():.2f}, {std.max():.2f}]")
 
-    all_test = np.arange(len(data["y_test"]))
-    for name, Xs, idx in (("train", X, train_idx), ("val", X, val_idx),
-                          ("test", data["X_test"], all_test)):
+    all_test = np.arange(len(data["y_test"]) if with_test else 0)
+    parts = [("train", X, train_idx), ("val", X, val_idx)]
+    parts += [("test", data["X_test"], all_test)] if with_test else []
+    for name, Xs, idx in parts:
         _save_normalised(out_dir / f"X_{name}.npy", Xs, idx, mean, std)
     save_npy(out_dir / "y_train.npy", y[train_idx].astype(np.int64))
     save_npy(out_dir / "y_val.npy", y[val_idx].astype(np.int64))
-    save_npy(out_dir / "y_test.npy", data["y_test"].astype(np.int64))
+    if with_test:
+        save_npy(out_dir / "y_test.npy", data["y_test"].astype(np.int64))
+    else:  # test arrays a former version wrote here must not outlive the change
+        for name in ("X_test.npy", "y_test.npy"):
+            (out_dir / name).unlink(missing_ok=True)
     with atomic_path(out_dir / "norm.npz") as tmp:
         with open(tmp, "wb") as fh:  # a handle, because np.savez appends .npz to names
             np.savez(fh, mean=mean, std=std)
@@ -128,8 +137,9 @@ def preprocess(tarball, out_dir, n_val, seed, source, md5, log=print):
         "class_counts": {
             "train": _class_counts(y[train_idx], n_classes),
             "val": _class_counts(y[val_idx], n_classes),
-            "test": _class_counts(data["y_test"], n_classes),
+            "test": _class_counts(data["y_test"], n_classes) if with_test else [],
         },
+        "test_withheld": not with_test,
         "label_names": data["label_names"],
         "batch_counts": data["batch_counts"],
         "n_features": int(X.shape[1]),

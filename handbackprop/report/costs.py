@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..nn.train import record_steps
+from ..study import kinds
 from .benchmarks import _num
 
 INPUT_DIM = 3072  # CIFAR-10 images, flattened
@@ -256,8 +257,8 @@ def roofline_seconds(metrics: dict, machine: dict) -> dict:
 # Display order; a stage not listed comes after these, by name.
 STAGE_ORDER = ("data", "gates", "lr range", "search", "bonus: recipe search", "finals", "bonus: ablation", "bonus: aug vs λ",
                "bonus: init sensitivity", "report")
-BONUS_NAMES = {"recipe": "bonus: recipe search", "ablation": "bonus: ablation", "aug_vs_lambda": "bonus: aug vs λ",
-               "init_sensitivity": "bonus: init sensitivity"}
+# A bonus run folder's stage, for benchmark files (which carry no metrics): from the kinds table.
+BONUS_NAMES = {k.folder.split("/")[1]: k.stage for k in kinds.RUN_KINDS.values() if k.folder.startswith("bonus/")}
 REPORT_JOBS = ("audit", "machine_gemm", "report")
 
 
@@ -311,7 +312,8 @@ def run_costs(metrics: dict, rel, machine: dict | None) -> dict:
     """One training run's row: stage, loop seconds, eval fraction, flops, roofline seconds."""
     g = run_gemms(metrics)
     roof = roofline_seconds(metrics, machine) if machine else None
-    return {"stage": stage_key(rel), "run": str(Path(rel).parent), "diverged": bool(metrics.get("diverged")),
+    stage = kinds.stage_of(metrics) if "kind" in metrics else stage_key(rel)  # what the run recorded
+    return {"stage": stage, "run": str(Path(rel).parent), "diverged": bool(metrics.get("diverged")),
             "threads": int(metrics.get("threads") or 1), "seconds": metrics.get("seconds"),
             "eval_seconds": metrics.get("eval_seconds"), "eval_fraction": metrics.get("eval_fraction"),
             "eval_flop_share": (g["flops"]["record_eval"] / (g["flops"]["train"] + g["flops"]["record_eval"])

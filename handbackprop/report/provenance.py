@@ -70,7 +70,20 @@ def collect_machine() -> dict:
         usable = None
     return {"cpu": cpu or platform.processor() or "unknown", "logical_cores": os.cpu_count(),
             "usable_cores": usable, "memory_gb": mem_gb, "platform": platform.platform(),
-            "python": sys.version.split()[0]}
+            "python": sys.version.split()[0], "blas": collect_blas()}
+
+
+def collect_blas() -> list[dict]:
+    """Every BLAS library loaded in this process (NumPy's, SciPy's, torch's), with the kernel
+    it dispatched to for this CPU: float32 sums are rounded in the kernel's order, so results are
+    bit-identical only for the same kernel and thread count."""
+    import numpy  # noqa: F401  (loads NumPy's BLAS, which the study trains with)
+    from threadpoolctl import threadpool_info
+
+    return [{"library": i.get("internal_api"), "version": i.get("version"),
+             "kernel": i.get("architecture") or "–", "threading": i.get("threading_layer") or "–",
+             "file": Path(i.get("filepath", "")).name, "max_threads": i.get("num_threads")}
+            for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
 def config_text(config: dict) -> str:

@@ -16,6 +16,8 @@ import io
 import math
 import time
 
+from pathlib import Path
+
 import numpy as np
 
 from ..data.splits import load_split
@@ -171,7 +173,10 @@ def run(split_dir, spec: dict, settings: dict, dtype: str, model: str = "", log=
     log(f"peak eta {b['peak_eta']:.4g} (smoothed val acc {b['peak_accuracy']:.4f}"
         f"{', at the edge of the range' if b['peak_at_edge'] else ''}): eta_max {b['eta_max']:.4g}, "
         f"eta_min {b['eta_min']:.4g}")
-    return {"model": model, "dtype": dtype, **out}
+    # what the bounds were chosen on, recorded like every table's choice
+    chose_on = {"split": Path(split_dir).name, "part": "val", "field": "val_accuracy",
+                "rows": int(min(settings["val_rows"], len(data["y_val"])))}
+    return {"model": model, "dtype": dtype, **out, "chose_on": chose_on}
 
 
 def curve_csv(result: dict) -> str:

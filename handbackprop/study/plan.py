@@ -8,6 +8,8 @@ together, before any job starts, and names the key at fault.
 """
 from __future__ import annotations
 
+import copy
+import math
 from typing import NamedTuple
 
 from . import grids
@@ -26,6 +28,37 @@ class ConfigError(ValueError):
     def __init__(self, key: str, problem: str):
         super().__init__(f"config error at {key}: {problem}")
         self.key = key
+
+
+# ----------------------------------------------------------------------- replicates
+REPLICATE_STRIDE = 1000  # replicate r trains seed s as s + 1000·r: never a seed of another replicate
+
+
+def with_replicate(config: dict) -> dict:
+    """The config of independent replicate `replicate` (0: the study as configured): every seed
+    that shapes a training run or a choice is moved to another stream — the search, final,
+    recipe and bonus seeds, the range tests' seed and the coarse grid's draw — so the whole
+    pipeline, λ choices included, is rerun on fresh randomness; the data splits and the gates
+    stay as they are (the test set is the same for every replicate). Results go to
+    `{results}/replicate{r}`, so replicates sit beside each other and compare
+    (`python -m handbackprop.study.compare`)."""
+    r = int(config.get("replicate", 0) or 0)
+    if r == 0:
+        return config
+    out = copy.deepcopy(config)
+    shift = lambda seeds: [int(s) + REPLICATE_STRIDE * r for s in seeds]  # noqa: E731
+    out["results"] = f"{config['results']}/replicate{r}"
+    out["search"]["seeds"] = shift(config["search"]["seeds"])
+    for entry in out["search"].get("per_model", {}).values():
+        if "seeds" in entry:
+            entry["seeds"] = shift(entry["seeds"])
+    out["search"]["coarse"]["seed"] = int(config["search"]["coarse"]["seed"]) + REPLICATE_STRIDE * r
+    out["final"]["seeds"] = shift(config["final"]["seeds"])
+    out["lr_range"]["seed"] = int(config["lr_range"]["seed"]) + REPLICATE_STRIDE * r
+    for name, exp in (out.get("bonus") or {}).items():
+        if isinstance(exp, dict) and "seeds" in exp:
+            exp["seeds"] = shift(exp["seeds"])
+    return out
 
 
 # ------------------------------------------------------------------------- training specs
@@ -211,9 +244,11 @@ def fine_grid_settings(config: dict, model: str) -> dict:
             "l_min": c["l_min"], "l_max": c["l_max"]}
 
 
-def aug_grid(config: dict) -> dict[str, float]:
-    """{folder label: lam} of the aug-vs-lam experiment."""
-    return grids.lam_labels([10.0 ** e for e in config["bonus"]["aug_vs_lambda"]["exponents"]])
+def aug_grid(config: dict, centre_lam: float) -> dict[str, float]:
+    """{folder label: lam} of the aug-vs-lam experiment: its `offsets` (log10) around
+    `centre_lam`, the model's own searched λ, so the grid brackets the optimum it measures."""
+    centre = math.log10(centre_lam)
+    return grids.lam_labels([10.0 ** (centre + o) for o in config["bonus"]["aug_vs_lambda"]["offsets"]])
 
 
 # ---------------------------------------------------------------------------- resources
@@ -316,10 +351,10 @@ def validate(config: dict) -> None:
             raise ConfigError("search.per_model", f"unknown model {m!r}")
     bonus = config.get("bonus", {})
     avl = bonus.get("aug_vs_lambda")
-    if avl and avl["fit_points"] > len(avl["exponents"]):
+    if avl and avl["fit_points"] > len(avl["offsets"]):
         raise ConfigError("bonus.aug_vs_lambda.fit_points",
                           f"a quadratic over {avl['fit_points']} points needs at least that many "
-                          f"exponents; there are {len(avl['exponents'])}")
+                          f"offsets; there are {len(avl['offsets'])}")
     for name in ("ablation", "aug_vs_lambda", "init_sensitivity"):
         if bonus.get(name) and bonus[name]["model"] not in models:
             raise ConfigError(f"bonus.{name}.model", f"unknown model {bonus[name]['model']!r}")

@@ -93,16 +93,26 @@ def _seed_order(seed):
     return (0, int(s), s) if s.isdigit() else (1, 0, s)
 
 
-def shift_statistic(optima: dict[str, dict], a: str, b: str, level: float = 0.95) -> dict:
+EDGE = "no verdict: optima at the grid's edge"
+
+
+def shift_statistic(optima: dict[str, dict], a: str, b: str, level: float = 0.95,
+                    at_edge: dict[str, dict] | None = None) -> dict:
     """The shift of the fitted optimum from condition a to b (b − a, log10 λ) over the seeds
     both have, its interval, the verdict and the sentence stating it.
 
-    optima: {condition: {seed: optimum log10 λ}}."""
+    optima: {condition: {seed: optimum log10 λ}}; at_edge: the same shape, True where that
+    optimum sits at the grid's edge (fitted_optimum's `at_edge`). An optimum at an edge is a
+    bound, not a measurement: when any of the paired optima is one, no verdict is drawn, and
+    the statement says how many there are."""
     seeds = sorted(set(optima[a]) & set(optima[b]), key=_seed_order)
     diffs = [optima[b][s] - optima[a][s] for s in seeds]
     ci = paired_t_interval(diffs, level)
     lo, hi = ci["ci_low"], ci["ci_high"]
-    if lo is not None and hi < 0:
+    edges = [(c, s) for c in (a, b) for s in seeds if (at_edge or {}).get(c, {}).get(s)]
+    if edges:
+        verdict = EDGE
+    elif lo is not None and hi < 0:
         verdict = "smaller"
     elif lo is not None and lo > 0:
         verdict = "larger"
@@ -114,8 +124,15 @@ def shift_statistic(optima: dict[str, dict], a: str, b: str, level: float = 0.95
         interval = f"one seed, so no interval; {per_seed}"
     else:
         interval = (f"{pct} paired-t interval {lo:+.2f} to {hi:+.2f} over {len(diffs)} seeds, "
-                    f"which {'includes' if verdict == NO_SHIFT else 'excludes'} 0; {per_seed}")
-    if verdict == NO_SHIFT:
+                    f"which {'includes' if lo <= 0 <= hi else 'excludes'} 0; {per_seed}")
+    if verdict == EDGE:
+        statement = (f"No verdict on a shift of the best λ between {a} and {b}: {len(edges)} of the "
+                     f"{2 * len(seeds)} fitted optima sit at the grid's edge ("
+                     + ", ".join(f"{c} seed {s}" for c, s in edges)
+                     + f"), where the curve's peak may lie outside the grid; the mean shift "
+                     f"{ci['mean']:+.2f} in log10 λ ({interval}) is a bound, not a measurement. "
+                     "Widen the grid (bonus.aug_vs_lambda.offsets) to measure it.")
+    elif verdict == NO_SHIFT:
         statement = (f"No shift of the best λ between {a} and {b} is detectable at this budget: "
                      f"the fitted optimum moved by {ci['mean']:+.2f} in log10 λ on average "
                      f"({interval}).")
@@ -127,4 +144,5 @@ def shift_statistic(optima: dict[str, dict], a: str, b: str, level: float = 0.95
             "per_seed_shift_log10": diffs, "mean_shift_log10": ci["mean"],
             "std_shift_log10": ci["std"], "n_seeds": ci["n"], "ci_low": lo, "ci_high": hi,
             "ci_level": level, "ci_method": "paired Student-t over seeds", "t_quantile": ci["t"],
-            "from": a, "to": b}
+            "from": a, "to": b, "n_at_edge": len(edges),
+            "at_edge": [{"condition": c, "seed": s} for c, s in edges]}

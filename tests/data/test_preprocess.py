@@ -122,3 +122,48 @@ def test_load_split_reports_missing_file_and_casts(processed, tmp_path):
     (partial / "X_train.npy").write_bytes((out / "X_train.npy").read_bytes())
     with pytest.raises(FileNotFoundError, match="stats.json"):
         load_split(partial)
+
+
+# ------------------------------------------------------------------ the search split withholds test
+@pytest.fixture(scope="module")
+def search_split(synthetic_tarball, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prep_search") / "search"
+    path, md5 = synthetic_tarball
+    stats = preprocess(path, out, n_val=N_VAL, seed=0, source=str(path), md5=md5, with_test=False, **QUIET)
+    return out, stats
+
+
+def test_the_search_split_has_no_test_arrays_on_disk(search_split):
+    out, stats = search_split
+    assert sorted(p.name for p in out.iterdir()) == sorted(f for f in SPLIT_FILES if "test" not in f)
+    assert stats["test_withheld"] and stats["n_test"] == 0
+
+
+def test_a_selection_that_reads_test_rows_fails_naming_why(search_split, processed):
+    from handbackprop.data.splits import TestWithheld
+    from handbackprop.study import runs
+
+    out, _ = search_split
+    d = load_split(out)
+    with pytest.raises(TestWithheld, match="search split withholds"):
+        d["X_test"]
+    # planted: a search run that scores the test rows (evaluate_test on the search split)
+    spec = {"hidden": [], "dropout": 0.0, "batch_size": 20, "eta_min": 1e-5, "eta_max": 0.01,
+            "n_s": 4, "points_per_cycle": 2, "train_eval_size": 20, "divergence_factor": 10}
+    with pytest.raises(TestWithheld):
+        runs.run(out, spec, lam=0.0, cycles=1, seed=1, dtype="float32", evaluate_test=True,
+                 log=lambda m: None)
+    # and the final split, which keeps them, still scores them
+    net, result, metrics = runs.run(processed[0], spec, lam=0.0, cycles=1, seed=1, dtype="float32",
+                                    evaluate_test=True, log=lambda m: None)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_a_lost_test_file_of_the_final_split_is_missing_not_withheld(processed, tmp_path):
+    import shutil
+
+    out = tmp_path / "final"
+    shutil.copytree(processed[0], out)
+    (out / "X_test.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="X_test.npy"):
+        load_split(out)

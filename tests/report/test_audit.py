@@ -18,8 +18,11 @@ from handbackprop.audit import runs as audit
 from handbackprop.report.benchmarks import collect_benchmarks, stage_of
 from handbackprop.report.render import SECTIONS
 from handbackprop.runfiles import write_run
-from handbackprop.study import runs
+from handbackprop.study import kinds, runs
 
+
+
+KIND_OF_FOLDER = {"final": "final", "ablation": "ablation", "aug_vs_lambda": "aug_vs_lambda"}
 
 
 def train_into(R: Path, rel: str, split: str, spec=SPEC, dtype="float32", lam=1e-3, seed=1, test=False):
@@ -28,7 +31,9 @@ def train_into(R: Path, rel: str, split: str, spec=SPEC, dtype="float32", lam=1e
     with threadpool_limits(limits=1):
         net, result, metrics = runs.run(R / "data" / split, spec, lam, 1, seed, dtype, test,
                                         log=lambda s: None)
-    metrics.update(threads=1, code_hash="h", rule="test")
+    parts = Path(rel).parts
+    kind = parts[2] if parts[0] == "search" else KIND_OF_FOLDER[parts[1] if parts[0] == "bonus" else parts[0]]
+    metrics.update(threads=1, code_hash="h", rule="test", **kinds.recorded(kind, R / "data" / split, "m"))
     d = R / rel
     write_run({"history": d / "history.csv", "weights": d / "weights.npz", "metrics": d / "metrics.json"},
               net, result, metrics)
@@ -132,9 +137,11 @@ def test_metrics_of_another_split_or_another_runs_weights_fail(copy):
     shutil.copy(paths[5].with_name("weights.npz"), paths[0].with_name("weights.npz"))
     res = audit.audit(R, paths, gate_paths=[], log=lambda s: None)
     bad = {r["run"]: r for r in res["metrics"]["failures"]}
-    assert "n_train = 70, but the search split has 60 train rows" in bad["search/lin/fine/lam_1.00e-02/seed2"]["split_mismatch"]
+    # the copied metrics.json says it is a final run: its folder contradicts it
+    assert "records a final run, whose folder is final/{model}/seed{seed}, but it lies in search/lin" \
+        in bad["search/lin/fine/lam_1.00e-02/seed2"]["split_mismatch"]
     assert {d["field"] for d in bad["search/mlp/coarse/lam_1.00e-03/seed1"]["differences"]} >= {"val_loss", "train_loss"}
-    with pytest.raises(audit.AuditFailed, match="not trained on the search split"):
+    with pytest.raises(audit.AuditFailed, match="not trained on the final split"):
         audit.check(res)
 
 
@@ -160,9 +167,15 @@ def test_capped_audit_rescores_at_most_cap_runs_of_each_kind_but_every_final(res
     assert "report.audit_sample = 1" in why["search"] and why["final"] == ""
 
 
-def test_a_run_outside_the_known_kinds_is_named():
-    with pytest.raises(ValueError, match="elsewhere/x/seed1: not a training run folder"):
-        audit.kind_of(Path("elsewhere/x/seed1"))
+def test_a_run_is_grouped_by_the_kind_it_records_and_a_wrong_split_is_named():
+    assert audit.kind_of({"kind": "fine", "split": "search"}, "r") == "search"
+    assert audit.kind_of({"kind": "init", "split": "final"}, "r") == "init"
+    with pytest.raises(ValueError, match="elsewhere/x/seed1: records no known run kind"):
+        audit.kind_of({"kind": "mystery", "split": "search"}, "elsewhere/x/seed1")
+    with pytest.raises(ValueError, match="a final run trains on the final split, but records 'search'"):
+        audit.kind_of({"kind": "final", "split": "search"}, "r")
+    with pytest.raises(ValueError, match="a coarse run trains on the search split"):
+        kinds.recorded("coarse", "results/data/final", "linear")
 
 
 def test_schedule_check_finds_a_recorded_eta_that_differs(copy):

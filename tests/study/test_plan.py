@@ -282,3 +282,21 @@ def test_the_ablation_text_holds_no_wall_clock_time(tmp_path):
         assert table["rows"][0]["seconds_mean"] == seconds  # the timing is kept, in its field
         texts.append(table["text"])
     assert texts[0] == texts[1] and "56.00% ± 1.41 over 2 seed(s)" in texts[0]
+
+
+# ------------------------------------------------------------------ independent replicates
+def test_a_replicate_moves_every_training_seed_and_nothing_else():
+    base = load_config()
+    rep = plan.with_replicate(load_config({"replicate": 2}))
+    assert plan.with_replicate(base) is base  # replicate 0: the study as configured
+    assert rep["results"] == f"{base['results']}/replicate2"
+    seeds = lambda c: (c["search"]["seeds"], c["final"]["seeds"], c["lr_range"]["seed"],  # noqa: E731
+                       c["search"]["coarse"]["seed"], c["search"]["per_model"]["mlp50"]["seeds"],
+                       [e["seeds"] for e in c["bonus"].values()])
+    old, new = seeds(base), seeds(rep)
+    flat = lambda x: [v for i in x for v in (flat(i) if isinstance(i, list) else [i])]  # noqa: E731
+    assert not set(flat(old)) & set(flat(new))  # no seed shared with the first replicate
+    assert [s - 2000 for s in rep["final"]["seeds"]] == base["final"]["seeds"]
+    # the data and the gates are the same experiment's, not a replicate's
+    assert rep["data"] == base["data"] and rep["gates"] == base["gates"]
+    plan.validate(rep)

@@ -84,10 +84,12 @@ def seed_offset(s):
     return -2.2 + 0.15 * math.sin(3 * s)
 
 
-@pytest.mark.parametrize("true_shift, verdict", [(-0.8, "smaller"), (0.6, "larger")])
-def test_a_known_shift_is_detected_with_its_sign(tmp_path, true_shift, verdict):
+# base: where the noaug optima sit, so that both conditions' optima stay inside the grid
+@pytest.mark.parametrize("true_shift, verdict, base", [(-0.8, "smaller", 0.0), (0.6, "larger", -0.8)])
+def test_a_known_shift_is_detected_with_its_sign(tmp_path, true_shift, verdict, base):
     table = tables.aug_vs_lambda(write_aug_runs(
-        tmp_path, lambda aug, s: seed_offset(s) + (true_shift if aug == "aug" else 0.0)))
+        tmp_path, lambda aug, s: base + seed_offset(s) + (true_shift if aug == "aug" else 0.0)))
+    assert table["shift"]["n_at_edge"] == 0
     st = table["shift"]
     assert st["verdict"] == verdict and st["n_seeds"] == 5
     assert st["ci_low"] <= true_shift <= st["ci_high"]
@@ -138,3 +140,17 @@ def test_the_interval_rarely_claims_a_shift_that_is_not_there_and_finds_one_that
     # a 95% interval: ~10 of 200 false claims expected; 20 is 3 standard deviations above
     assert sum(v != shift.NO_SHIFT for v in null) <= 20
     assert simulated_shifts(-0.8, 50).count("smaller") == 50
+
+
+def test_optima_at_the_grids_edge_give_no_verdict_and_say_how_many():
+    """A clear shift measured from optima pinned to an edge is a bound: refused, and counted."""
+    optima = {"no augmentation": {"1": -2.0, "2": -2.1, "3": -1.9},
+              "augmentation": {"1": -3.0, "2": -3.1, "3": -3.0}}
+    clear = shift.shift_statistic(optima, "no augmentation", "augmentation")
+    assert clear["verdict"] == "smaller" and clear["n_at_edge"] == 0
+    edge = {"no augmentation": {}, "augmentation": {"1": True, "3": True}}
+    pinned = shift.shift_statistic(optima, "no augmentation", "augmentation", at_edge=edge)
+    assert pinned["verdict"] == shift.EDGE and pinned["n_at_edge"] == 2
+    assert "2 of the 6 fitted optima sit at the grid's edge" in pinned["statement"]
+    assert "excludes 0" in pinned["statement"]  # the interval is still reported, as a bound
+    assert pinned["ci_low"] == clear["ci_low"]

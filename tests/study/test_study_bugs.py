@@ -2,6 +2,7 @@
 (the gates verify the model code; these live in the study code), each caught by the check built
 for it: the audit catches a metric scored on the wrong rows, the selection tests catch a wrong
 choice of λ. Like gates/planted_bugs.py, each replacement must actually run."""
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -11,14 +12,15 @@ import test_plan
 from conftest import SPEC, make_split
 from handbackprop.audit import runs as audit
 from handbackprop.runfiles import write_run
-from handbackprop.study import grids, runs
+from handbackprop.study import grids, kinds, runs
 
 
 def _train_one(R, rel):
     with threadpool_limits(limits=1):
         net, result, metrics = runs.run(R / "data" / "search", SPEC, 1e-3, 1, 1, "float32", False,
                                         log=lambda s: None)
-    metrics.update(threads=1, code_hash="h", rule="test")
+    metrics.update(threads=1, code_hash="h", rule="test",
+                   **kinds.recorded(Path(rel).parts[2], R / "data" / "search", "m"))
     d = R / rel
     write_run({"history": d / "history.csv", "weights": d / "weights.npz",
                "metrics": d / "metrics.json"}, net, result, metrics)

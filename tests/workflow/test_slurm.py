@@ -48,7 +48,7 @@ PROFILE = REPO / "profiles" / "slurm"
 RESULTS = Path("results") / "quick"
 TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
 # The rules those targets pull in; each must have run as a SLURM job.
-EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "gate_gradcheck", "gate_overfit",
+EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "preprocess_search", "gate_gradcheck", "gate_overfit",
                   "gate_trajectory", "lr_range", "coarse_run", "search_table", "fine_run",
                   "final_run", "final_summary"}
 TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean", "eval_seconds", "step_seconds", "eval_fraction"}

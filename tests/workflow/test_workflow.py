@@ -1,5 +1,6 @@
 """The quick profile end to end, and rerunning exactly what a change affects (dry runs)."""
 import json
+import math
 import os
 import re
 
@@ -32,12 +33,15 @@ def test_quick_profile_produces_every_stage(quick_results):
     for model in ("linear", "mlp50", "bonus", "deep3", "deep9"):
         coarse = json.loads((r / "search" / model / "coarse.json").read_text())
         fine = json.loads((r / "search" / model / "fine.json").read_text())
-        # the fine grid is centred on the coarse winner, within the coarse range
-        centre = coarse["best"]["log10_lam"]
+        # the fine grid is centred on the coarse surface's fitted choice, within the coarse range
+        centre = coarse["surface"]["log10_lam"]
         fine_l = [row["log10_lam"] for row in fine["rows"]]
         assert min(fine_l) <= centre + 1e-9 and max(fine_l) >= centre - 1e-9
         summary = json.loads((r / "final" / model / "summary.json").read_text())
-        assert summary["lam"] == pytest.approx(fine["best"]["lam"])
+        assert summary["lam"] == pytest.approx(fine["final_lam"])
+        assert summary["headline"]["low"] <= summary["test_accuracy_mean"] <= summary["headline"]["high"]
+        if model == "mlp50":  # the quick profile's one search with seed replicates
+            assert "λ selection" in summary["headline"]["components"]  # the choice's noise is covered
         assert summary["code_hash"] in hashes
         if model != "deep9":  # 9 layers get 20 steps here: trained, not necessarily learned
             assert summary["test_accuracy_mean"] > 0.2  # the synthetic classes are learnable (chance: 0.1)
@@ -92,7 +96,7 @@ def test_forcerun_fine_search_reruns_fine_and_after_only(quick_run):
     jobs = planned_jobs(snakemake(quick_run, "-n", "--forcerun", "fine_run"))
     assert {"fine_run", "search_table", "final_run", "final_summary", "report"} <= set(jobs)
     assert jobs["search_table"] == 5  # the fine tables of the 5 searched models; the coarse ones stand
-    assert not (GATES | {"coarse_run", "download", "preprocess"}) & set(jobs)
+    assert not (GATES | {"coarse_run", "download", "preprocess", "preprocess_search"}) & set(jobs)
 
 
 def test_changing_coarse_range_reruns_search_not_gates(quick_run, tmp_path):
@@ -100,7 +104,7 @@ def test_changing_coarse_range_reruns_search_not_gates(quick_run, tmp_path):
         tmp_path, {"search": {"coarse": {"l_min": -4.5}}})))
     # The coarse tables are checkpoints: what follows them is planned once they have run.
     assert {"coarse_run", "search_table", "final_summary", "report"} <= set(jobs)
-    assert not (GATES | {"download", "preprocess", "aug_lambda_run"}) & set(jobs)
+    assert not (GATES | {"download", "preprocess", "preprocess_search", "aug_lambda_run"}) & set(jobs)
 
 
 def test_changing_validation_size_reruns_preprocess_not_download(quick_run, tmp_path):
@@ -124,7 +128,7 @@ def planned_after_edit(repo, rel):
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
-DATA = {"make_synthetic", "download", "preprocess"}
+DATA = {"make_synthetic", "download", "preprocess", "preprocess_search"}
 
 
 def test_editing_the_model_package_reruns_gates_and_everything_after(quick_run):
@@ -149,7 +153,7 @@ def test_editing_the_report_code_reruns_only_the_report(quick_run):
 def test_editing_the_data_code_reruns_preprocessing_and_everything_after(quick_run):
     jobs = planned_after_edit(quick_run, "handbackprop/data/preprocess.py")
     assert {"preprocess", "gate_gradcheck", "coarse_run", "report"} <= set(jobs)
-    assert jobs["preprocess"] == 2
+    assert (jobs["preprocess"], jobs["preprocess_search"]) == (1, 1)
     assert not {"download", "make_synthetic"} & set(jobs)  # no refetch for a preprocessing edit
 
 
@@ -165,15 +169,16 @@ def test_runs_are_found_by_lam_and_trained_at_exactly_the_planned_value(quick_re
                 assert run["lam"] == lam and run["seed"] == seed and label == f"lam_{lam:.2e}"
         for seed in (1, 2):
             final = json.loads((quick_results / "final" / model / f"seed{seed}" / "metrics.json").read_text())
-            assert final["lam"] == fine["final_lam"] == fine["best"]["lam"]
-    # The ablation trains at its model's final λ; the aug-vs-λ runs at the configured exponents.
+            assert final["lam"] == fine["final_lam"]
+    # The ablation trains at its model's final λ; the aug-vs-λ runs at offsets around its model's.
     bonus_lam = json.loads((quick_results / "search" / "bonus" / "fine.json").read_text())["final_lam"]
     for p in (quick_results / "bonus" / "ablation").glob("*/seed*/metrics.json"):
         assert json.loads(p.read_text())["lam"] == bonus_lam
     avl = {json.loads(p.read_text())["log10_lam"]
            for p in (quick_results / "bonus" / "aug_vs_lambda").glob("*/lam_*/seed*/metrics.json")}
-    exponents = yaml.safe_load(QUICK.read_text())["bonus"]["aug_vs_lambda"]["exponents"]
-    assert sorted(avl) == pytest.approx(sorted(exponents))
+    offsets = yaml.safe_load(QUICK.read_text())["bonus"]["aug_vs_lambda"]["offsets"]
+    centre = math.log10(json.loads((quick_results / "search" / "mlp50" / "fine.json").read_text())["final_lam"])
+    assert sorted(avl) == pytest.approx(sorted(centre + o for o in offsets))
 
 
 PLANTED = {

@@ -27,6 +27,7 @@ use rule coarse_run as recipe_run with:
             plan.train_runtime(config, ABL["model"], RECIPE["cycles"]) if RECIPE else 5
         ),
     params:
+        model=ABL["model"] if ABL else "",
         spec=lambda w: plan.model_spec(
             config, ABL["model"], **plan.recipe_candidates(config)[w.candidate]
         ),
@@ -89,6 +90,7 @@ use rule final_run as ablation_run with:
         mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
         runtime=plan.train_runtime(config, ABL["model"], ABL["cycles"]) if ABL else 5,
     params:
+        model=ABL["model"] if ABL else "",
         spec=lambda w: plan.model_spec(config, ABL["model"]),
         # switched off after the chosen recipe is applied (train_run.py)
         switches=lambda w: ablation_variants()[w.variant],
@@ -136,6 +138,7 @@ use rule coarse_run as aug_lambda_run with:
         gates=GATE_EVIDENCE,
         code=code_of("train_run"),
         eta=lambda w: eta_input("aug_vs_lambda"),
+        lam_source=lambda w: table_path(plan.lam_model(config, AVL["model"]), "fine"),
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/history.csv",
@@ -151,8 +154,9 @@ use rule coarse_run as aug_lambda_run with:
         mem_mb=plan.train_mem_mb(config, AVL["model"]) if AVL else 1000,
         runtime=plan.train_runtime(config, AVL["model"], AVL["cycles"]) if AVL else 5,
     params:
+        model=AVL["model"] if AVL else "",
         spec=lambda w: plan.aug_spec(config, w.aug),
-        lam=lambda w: plan.aug_grid(config)[w.lam],
+        lam=lambda w: plan.aug_grid(config, final_lam(AVL["model"]))[w.lam],
         cycles=AVL["cycles"] if AVL else 0,
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
@@ -163,7 +167,7 @@ use rule coarse_run as aug_lambda_run with:
 
 rule aug_vs_lambda:
     input:
-        runs=aug_lambda_runs(),
+        runs=aug_lambda_runs,
         code=code_of("aug_vs_lambda"),
     output:
         json=f"{R}/bonus/aug_vs_lambda.json",
@@ -207,6 +211,7 @@ use rule ablation_run as init_run with:
         mem_mb=plan.train_mem_mb(config, INIT["model"]) if INIT else 1000,
         runtime=plan.train_runtime(config, INIT["model"], INIT["cycles"]) if INIT else 5,
     params:
+        model=INIT["model"] if INIT else "",
         spec=lambda w: plan.model_spec(
             config, INIT["model"], **plan.init_variants(config)[w.variant]
         ),

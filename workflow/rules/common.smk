@@ -16,9 +16,12 @@ from handbackprop import atomic, script_code  # noqa: E402
 from handbackprop.runfiles import read_json  # noqa: E402
 from handbackprop import stage  # noqa: E402
 from handbackprop.study import plan  # noqa: E402
+from handbackprop.study.kinds import TRAINING_RULES  # noqa: E402
 
 validate(config, schema=str(ROOT / "workflow/schemas/config.schema.yaml"))
 plan.validate(config)
+# `--config replicate=1`: the same study on fresh seeds throughout, in {results}/replicate1
+config.update(plan.with_replicate(config))
 
 
 R = config["results"]
@@ -80,17 +83,14 @@ def split_stats(split):
 
 
 def split_files(split):
+    """The arrays of a split folder; the search split has no test arrays, so no job that
+    chooses (searches, recipe runs, range tests, gates) can read test rows."""
+    from handbackprop.data.splits import split_files as names
+
     return [
         f"{R}/data/{split}/{name}"
-        for name in (
-            "X_train.npy",
-            "y_train.npy",
-            "X_val.npy",
-            "y_val.npy",
-            "X_test.npy",
-            "y_test.npy",
-            "norm.npz",
-        )
+        for name in names(with_test=split == "final")
+        if name != "stats.json"
     ]
 
 
@@ -229,12 +229,16 @@ def init_runs(wildcards=None):
 
 
 def aug_lambda_runs(wildcards=None):
+    """The aug-vs-λ runs, once their model's λ (the grid's centre) is chosen."""
     if not AVL:
         return []
+    checkpoints.search_table.get(
+        model=plan.lam_model(config, AVL["model"]), stage="fine"
+    )
     return expand(
         f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
         aug=["aug", "noaug"],
-        lam=list(plan.aug_grid(config)),
+        lam=list(plan.aug_grid(config, final_lam(AVL["model"]))),
         seed=AVL["seeds"],
     )
 
@@ -270,15 +274,6 @@ def final_files(name):
 
 
 # ------------------------------------------------------------------------- report
-TRAINING_RULES = [
-    "coarse_run",
-    "fine_run",
-    "final_run",
-    "recipe_run",
-    "ablation_run",
-    "aug_lambda_run",
-    "init_run",
-]
 SINGLE_JOB_RULES = [
     "download",
     "gate_gradcheck",
@@ -315,7 +310,7 @@ def benchmark_files(wildcards):
     """The benchmark file of every job this config asks for, each from its own rule's
     `benchmark:` path (so leftovers of other configs are never read)."""
     out = [str(getattr(rules, r).benchmark) for r in SINGLE_JOB_RULES]
-    out += expand(str(rules.preprocess.benchmark), split=["search", "final"])
+    out += [str(rules.preprocess.benchmark), str(rules.preprocess_search.benchmark)]
     out += expand(str(rules.lr_range.benchmark), model=plan.range_models(config))
     for run in training_runs(wildcards):
         for name in TRAINING_RULES:

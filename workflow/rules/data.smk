@@ -50,18 +50,19 @@ rule download:
         "../scripts/download.py"
 
 
+# The final split keeps the 10,000 test images; the search split withholds them.
 rule preprocess:
     input:
         tarball=rules.download.output.tarball,
         provenance=rules.download.output.provenance,
         code=code_of("preprocess"),
     output:
-        split_files("{split}"),
-        stats=f"{R}/data/{{split}}/stats.json",
+        split_files("final"),
+        stats=f"{R}/data/final/stats.json",
     log:
-        f"{R}/logs/preprocess_{{split}}.log",
+        f"{R}/logs/preprocess_final.log",
     benchmark:
-        f"{R}/benchmarks/preprocess_{{split}}.tsv"
+        f"{R}/benchmarks/preprocess_final.tsv"
     conda:
         "../../envs/data.yaml"
     threads: THREADS["data"]
@@ -69,7 +70,22 @@ rule preprocess:
         mem_mb=1500,
         runtime=5,
     params:
-        n_val=lambda w: config["data"]["splits"][w.split]["n_val"],
-        seed=lambda w: config["data"]["splits"][w.split]["seed"],
+        n_val=config["data"]["splits"]["final"]["n_val"],
+        seed=config["data"]["splits"]["final"]["seed"],
+        with_test=True,
     script:
         "../scripts/preprocess.py"
+
+
+use rule preprocess as preprocess_search with:
+    output:
+        split_files("search"),
+        stats=f"{R}/data/search/stats.json",
+    log:
+        f"{R}/logs/preprocess_search.log",
+    benchmark:
+        f"{R}/benchmarks/preprocess_search.tsv"
+    params:
+        n_val=config["data"]["splits"]["search"]["n_val"],
+        seed=config["data"]["splits"]["search"]["seed"],
+        with_test=False,

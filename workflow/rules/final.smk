@@ -42,6 +42,8 @@ rule final_summary:
         runs=lambda w: final_runs(w.model),
         weights=lambda w: final_runs(w.model, "weights.npz"),
         snapshots=lambda w: final_runs(w.model, "snapshots.npz"),
+        # the surface the λ was chosen on: its selection cost enters the headline interval
+        fine_table=lambda w: table_path(plan.lam_model(config, w.model), "fine"),
         code=code_of("final_summary"),
     output:
         json=report(

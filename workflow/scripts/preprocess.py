@@ -21,4 +21,5 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
         seed=int(snakemake.params.seed),  # noqa: F821
         source=provenance.get("url", provenance.get("source")),
         md5=provenance["md5"],
+        with_test=bool(snakemake.params.with_test),  # noqa: F821
     )

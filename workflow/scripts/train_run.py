@@ -11,7 +11,7 @@ stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.runfiles import write_run
-    from handbackprop.study import lr_range, runs
+    from handbackprop.study import kinds, lr_range, runs
 
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
@@ -22,6 +22,8 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
         Path(sm.input.stats).parent, spec, float(sm.params.lam), sm.params.cycles,
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
         record_divergence=sm.params.record_divergence, snapshots=sm.params.snapshots, log=print)
+    model = sm.wildcards.get("model") or sm.params.model  # bonus rules name their model
     metrics.update(eta_source=eta["eta_source"], eta=eta, **stage.still_verified(verified_hash),
-                   threads=sm.threads, rule=sm.rule, wildcards=dict(sm.wildcards.items()))
+                   threads=sm.threads, rule=sm.rule, wildcards=dict(sm.wildcards.items()),
+                   **kinds.recorded(kinds.kind_of_rule(sm.rule), Path(sm.input.stats).parent, model))
     write_run(dict(sm.output.items()), net, result, metrics)
