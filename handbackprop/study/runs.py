@@ -83,18 +83,30 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
         if not record_divergence:
             raise
         log(f"DIVERGED (recorded, the search goes on): {err}")
-        return net, TrainResult(), {
-            "lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
-            "cycles": cycles, "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
-            "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
-            "diverged": True, "divergence": err.to_dict(), "seconds": None,
-            "eval_seconds": None, "step_seconds": None, "eval_fraction": None,
-            "val_accuracy": None, "val_cost": None, "val_loss": None,
-            "train_accuracy": None, "train_cost": None, "train_loss": None}
+        return net, TrainResult(), run_metrics(net, err, data, spec, lam, cycles, seed, dtype, cfg, False)
+    metrics = run_metrics(net, result, data, spec, lam, cycles, seed, dtype, cfg, evaluate_test)
+    if evaluate_test:
+        log(f"test accuracy {metrics['test_accuracy']:.4f}")
+    return net, result, metrics
+
+
+def run_metrics(net, result, data, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
+                cfg: TrainConfig, evaluate_test: bool) -> dict:
+    """A run's metrics.json content, from its trained network and TrainResult, or from the
+    TrainingDiverged that stopped it (the keys every reader expects, in one order; run() and the
+    stacked runs of study/stack_runs.py both write through here)."""
+    X, y = data["X_train"], data["y_train"]
+    common = {"lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed, "cycles": cycles}
+    if isinstance(result, TrainingDiverged):
+        return {**common, "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
+                "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
+                "diverged": True, "divergence": result.to_dict(), "seconds": None,
+                "eval_seconds": None, "step_seconds": None, "eval_fraction": None,
+                "val_accuracy": None, "val_cost": None, "val_loss": None,
+                "train_accuracy": None, "train_cost": None, "train_loss": None}
     full_train = net.evaluate(X, y, lam)  # the history scores a subset; the end scores all
     metrics = {
-        "diverged": False, "lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
-        "cycles": cycles, "n_s": result.n_s, "steps": result.steps, "seconds": result.seconds,
+        "diverged": False, **common, "n_s": result.n_s, "steps": result.steps, "seconds": result.seconds,
         **time_split(result),
         "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
         "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
@@ -105,5 +117,4 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
         test, pred = ensemble_metrics([net], data["X_test"], data["y_test"], lam)
         metrics.update({f"test_{k}": v for k, v in test.items()})
         metrics["confusion"] = confusion_matrix(data["y_test"], pred).tolist()
-        log(f"test accuracy {test['accuracy']:.4f}")
-    return net, result, metrics
+    return metrics

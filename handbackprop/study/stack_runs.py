@@ -8,13 +8,11 @@ loop seconds / k), its `eval_seconds` its own record-point evaluations.
 """
 from __future__ import annotations
 
-import math
-
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.stack import train_stack
-from ..nn.train import TrainingDiverged, TrainResult, ensemble_metrics
-from .runs import confusion_matrix, time_split, train_config
+from ..nn.train import TrainingDiverged, TrainResult
+from .runs import run_metrics, train_config
 
 
 def run_stack(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, dtype: str,
@@ -41,31 +39,8 @@ def run_stack(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, 
         raise diverged[0]
     out = []
     for net, lam, cfg, result in zip(nets, lams, cfgs, results):
-        common = {"lam": lam, "log10_lam": math.log10(lam) if lam > 0 else None, "seed": seed,
-                  "cycles": cycles}
         if isinstance(result, TrainingDiverged):
             log(f"DIVERGED (recorded, the search goes on): {result}")
-            # the keys and order of runs.run's diverged metrics
-            out.append((net, TrainResult(), {
-                **common, "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
-                "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
-                "diverged": True, "divergence": result.to_dict(), "seconds": None,
-                "eval_seconds": None, "step_seconds": None, "eval_fraction": None,
-                "val_accuracy": None, "val_cost": None, "val_loss": None,
-                "train_accuracy": None, "train_cost": None, "train_loss": None}))
-            continue
-        full_train = net.evaluate(X, y, lam)  # as runs.run: the history scores a subset
-        metrics = {  # the keys and order of runs.run's metrics
-            "diverged": False, **common, "n_s": result.n_s, "steps": result.steps,
-            "seconds": result.seconds, **time_split(result),
-            "dtype": dtype, "spec": spec, "train_config": cfg.to_dict(),
-            "n_train": int(X.shape[0]), "n_val": int(data["X_val"].shape[0]),
-            **{f"train_{k}": v for k, v in full_train.items()},
-            **{k: v for k, v in result.final.items() if k.startswith("val_")},
-        }
-        if evaluate_test:
-            test, pred = ensemble_metrics([net], data["X_test"], data["y_test"], lam)
-            metrics.update({f"test_{k}": v for k, v in test.items()})
-            metrics["confusion"] = confusion_matrix(data["y_test"], pred).tolist()
-        out.append((net, result, metrics))
+        metrics = run_metrics(net, result, data, spec, lam, cycles, seed, dtype, cfg, evaluate_test)
+        out.append((net, TrainResult() if isinstance(result, TrainingDiverged) else result, metrics))
     return out

@@ -37,9 +37,10 @@ def test_bad_config_is_refused_naming_the_key(tmp_path, case):
 @pytest.mark.parametrize("configs", [(), (QUICK,)], ids=["default", "quick"])
 def test_dry_run_succeeds(tmp_path, configs):
     proc = snakemake(tmp_path, "-n", configfiles=configs or (REPO / "config.yaml",))
-    # The searches' tables are checkpoints: a fresh dry run plans up to them, the rest after.
+    # The searches' tables are checkpoints: a fresh dry run plans up to them, the rest after
+    # (the aug-vs-λ grid too: it is centred on its model's searched λ).
     out = proc.stdout + proc.stderr
-    assert "coarse_run" in out and "search_table" in out and "aug_lambda_run" in out
+    assert "coarse_run" in out and "search_table" in out and "preprocess_search" in out
 
 
 def test_every_config_key_is_documented_by_the_schema():
