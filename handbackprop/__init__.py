@@ -1,14 +1,18 @@
 """handbackprop: a hand-written NumPy neural-network package for a reproducible CIFAR-10 study.
 
-The package's code is grouped by what it shapes, so the workflow can make each group an input
-of exactly the rules it affects, and every output can say which code produced it:
+Which rules an edit reruns: each rule's `code` input is its script's import closure
+(`script_code`), so exactly the rules whose code can run the edited file rerun.
 
-- ``data``: download, the restricted unpickler, splits and normalisation (the data rules);
-- ``model``: the verified core ``nn`` and the ``gates`` that verify it (the gate rules; training
-  jobs refuse to run on model code the gates did not pass);
-- ``study``: what the config means, one training run, the tables of runs, and the run-file and
-  stage helpers they write through (training, table and summary rules);
-- ``report``: reading, checking and rendering the results (the report rule).
+Which code produced an output: every file belongs to one group, and every output records each
+group's hash (`code_hashes`); `code_hash("nn")` is what the gates verify:
+
+- ``common``: the package root, atomic writes, run files and stage helpers;
+- ``data``: download, the restricted unpickler, splits and normalisation;
+- ``model``: the verified core ``nn`` and the ``gates`` that verify it;
+- ``check``: the backprop checker for a user's own layers (``handbackprop check``);
+- ``study``: what the config means, runs, run kinds, tables, surfaces, statistics;
+- ``audit``: every figure rescored and every choice recomputed before the report;
+- ``report``: reading and rendering the results.
 """
 from __future__ import annotations
 
