@@ -73,7 +73,9 @@ def model_spec(config: dict, model: str, **overrides) -> dict:
     if eta_source(config, model) == "range_test" and "eta_max" not in overrides:
         spec.pop("eta_min", None)
         spec.pop("eta_max", None)
-    return spec
+    # sorted: a profile that merges a key into config.yaml moves it in the dict, and Snakemake
+    # compares params in order; the same settings must be the same params
+    return dict(sorted(spec.items()))
 
 
 def spec_key(config: dict, model: str, name: str) -> str:

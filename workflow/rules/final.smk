@@ -43,7 +43,11 @@ rule final_summary:
         weights=lambda w: final_runs(w.model, "weights.npz"),
         snapshots=lambda w: final_runs(w.model, "snapshots.npz"),
         # the surface the λ was chosen on: its selection cost enters the headline interval
-        fine_table=lambda w: table_path(plan.lam_model(config, w.model), "fine"),
+        # (through the checkpoint: a plain path to a checkpoint's output that reruns in the same
+        # invocation left this job's run inputs unresolved)
+        fine_table=lambda w: checkpoints.search_table.get(
+            model=plan.lam_model(config, w.model), stage="fine"
+        ).output.json,
         code=code_of("final_summary"),
     output:
         json=report(
