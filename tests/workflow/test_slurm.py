@@ -19,7 +19,8 @@ Excluded, because they legitimately differ between two runs of the same code and
 * the absolute working directory, which appears in ``url`` (download.json) and ``source``
   (stats.json) as a file:// URL: it is replaced by a placeholder, the rest of the string is
   still compared;
-* logs/ and benchmarks/ (timings, process ids, engine messages).
+* logs/ and benchmarks/ (timings, process ids, engine messages);
+* the results folder's lock file, which names the process that holds it.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from handbackprop.atomic import LOCK_NAME
 
 
 pytestmark = pytest.mark.slurm
@@ -202,7 +205,8 @@ def _arrays(path: Path) -> dict:
 def _outputs(workdir: Path) -> dict[str, Path]:
     root = workdir / RESULTS
     return {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
-            if p.is_file() and p.relative_to(root).parts[0] not in SKIP_DIRS}
+            if p.is_file() and p.relative_to(root).parts[0] not in SKIP_DIRS
+            and p.name != LOCK_NAME}
 
 
 def _difference(rel: str, a: Path, wa: Path, b: Path, wb: Path) -> str | None:
