@@ -12,16 +12,18 @@ from .render import lam, pct, pm, render, sci  # noqa: F401  (the formats, for c
 
 
 def build_report(results_dir, config: dict, html_path, md_path, repo_dir=None, log=print,
-                 audit_path=None, benchmark_paths=None, run_paths=None, machine_gemm_path=None) -> dict:
+                 audit_path=None, benchmark_paths=None, run_paths=None, machine_gemm_path=None,
+                 cores=None) -> dict:
     """report.html and report.md from the outputs below results_dir; returns the context.
 
     audit_path: the audit rule's audit.json (default {results}/report/audit.json); run_paths and
-    machine_gemm_path: the cost table's training runs and machine GEMM rates (costs.py).
+    machine_gemm_path: the cost table's training runs and machine GEMM rates (costs.py); cores:
+    the cores the study ran on (its elapsed floor).
     """
     t0 = time.perf_counter()
     audit_path = Path(audit_path) if audit_path else Path(results_dir) / "report" / "audit.json"
     audit = json.loads(audit_path.read_text())
-    ctx = collect(results_dir, config, audit, benchmark_paths, repo_dir, run_paths, machine_gemm_path)
+    ctx = collect(results_dir, config, audit, benchmark_paths, repo_dir, run_paths, machine_gemm_path, cores)
     t1 = time.perf_counter()
     figures = figs.make_figures(ctx)
     t2 = time.perf_counter()

@@ -404,12 +404,13 @@ def collect_lr_range(R: Path, config: dict) -> list[dict]:
 
 
 def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None,
-            run_paths=None, machine_gemm_path=None) -> dict:
+            run_paths=None, machine_gemm_path=None, cores=None) -> dict:
     """The whole report context; figures are made from it separately.
 
     audit: audit.json's content; benchmark_paths: this config's jobs' benchmark files (None:
     no benchmark table); run_paths: every training run's metrics.json, machine_gemm_path: the
-    machine_gemm rule's output (the cost table: None without benchmark files).
+    machine_gemm rule's output (the cost table: None without benchmark files); cores: the
+    cores the study ran on (None: unknown, e.g. on a cluster).
     """
     R = Path(results_dir)
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
@@ -428,6 +429,6 @@ def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_d
         "bonus": collect_bonus(R, config),
         "benchmarks": collect_benchmarks(benchmark_paths, R / "benchmarks"),
         "costs": collect_costs(benchmark_paths, R / "benchmarks", run_paths, R, machine_gemm_path,
-                               config["search"]["models"]),
+                               config["search"]["models"], cores),
         "provenance": collect_provenance(config, repo, data["download"].get("md5")),
     }

@@ -327,14 +327,21 @@ def _stats(values):
     return (statistics.fmean(vals), max(vals), len(vals)) if vals else (None, None, 0)
 
 
-def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound: float = EVAL_BOUND) -> dict:
+def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound: float = EVAL_BOUND,
+               cores: int | None = None) -> dict:
     """The stage table from read_benchmark rows and run_costs rows.
 
     Per stage: jobs (benchmark files), wall seconds (sum of `s`), CPU seconds (sum of the
     benchmark's cpu_time column), the training runs and their roofline seconds, ratio =
     roofline / wall of the stage's jobs (the share of the GEMM limit the stage reached; a stage
-    without training runs has none), and the eval fraction (mean, max over runs that recorded
-    it; over_bound when max > bound) beside the eval share of GEMM flops (every run).
+    without training runs has none), the share of that wall time spent outside the runs' training
+    loops (starting Python, loading the data, writing the run's files: wall − the loop seconds each
+    run records), and the eval fraction (mean, max over runs that recorded it; over_bound when
+    max > bound) beside the eval share of GEMM flops (every run).
+
+    cores: the cores the study ran on (Snakemake's --cores); with them the total holds the
+    elapsed floor, the roofline seconds spread over the cores, and its share of the elapsed time
+    from the first job's start to the last job's end.
     """
     stages = {}
     for b in benchmarks:
@@ -352,7 +359,10 @@ def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound
         mean_f, max_f, n_f = _stats(r["eval_fraction"] for r in rs)
         mean_sh, max_sh, _ = _stats(r["eval_flop_share"] for r in rs)
         roof_s = sum(roof) if roof else None
-        rows.append({**st, "runs": len(rs), "roofline_s": roof_s,
+        loops = [float(r["seconds"]) for r in rs if r.get("seconds") is not None]
+        loop_s = sum(loops) if loops and len(loops) == len(rs) else None
+        outside = (st["wall_s"] - loop_s) / st["wall_s"] if loop_s is not None and st["wall_s"] > 0 else None
+        rows.append({**st, "runs": len(rs), "roofline_s": roof_s, "loop_s": loop_s, "outside_share": outside,
                      "ratio": roof_s / st["wall_s"] if roof_s is not None and st["wall_s"] > 0 else None,
                      "eval_fraction_mean": mean_f, "eval_fraction_max": max_f, "eval_fraction_n": n_f,
                      "eval_share_mean": mean_sh, "eval_share_max": max_sh,
@@ -362,6 +372,9 @@ def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound
              "cpu_s": sum(r["cpu_s"] for r in rows), "runs": sum(r["runs"] for r in rows),
              "roofline_s": sum(r["roofline_s"] for r in training) if training else None,
              "training_wall_s": sum(r["wall_s"] for r in training)}
+    timed = [r for r in training if r["loop_s"] is not None]
+    total["outside_share"] = (1.0 - sum(r["loop_s"] for r in timed) / sum(r["wall_s"] for r in timed)
+                              if timed and sum(r["wall_s"] for r in timed) > 0 else None)
     total["ratio"] = (total["roofline_s"] / total["training_wall_s"]
                       if total["roofline_s"] is not None and total["training_wall_s"] > 0 else None)
     mean_f, max_f, n_f = _stats(r["eval_fraction"] for r in runs)
@@ -369,12 +382,16 @@ def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound
                  over_bound=max_f is not None and max_f > bound)
     ends = [(b["end"] - (0.0 if math.isnan(b["s"]) else b["s"]), b["end"]) for b in benchmarks if b.get("end")]
     span = (max(e for _, e in ends) - min(s for s, _ in ends)) if ends else None
+    total["cores"] = cores
+    total["elapsed_floor_s"] = total["roofline_s"] / cores if cores and total["roofline_s"] is not None else None
+    total["elapsed_ratio"] = (total["elapsed_floor_s"] / span
+                              if total["elapsed_floor_s"] is not None and span else None)
     return {"rows": rows, "total": total, "span_s": span, "bound": bound,
             "unmeasured_gemms": sum(r["unmeasured_gemms"] for r in runs), "n_runs": len(runs)}
 
 
 def collect_costs(benchmark_paths, benchmark_base, run_paths, results_dir, machine_path=None,
-                  search_models=()) -> dict | None:
+                  search_models=(), cores: int | None = None) -> dict | None:
     """The report's cost context: the stage table, and the machine's GEMM figures it used."""
     import json
 
@@ -386,7 +403,7 @@ def collect_costs(benchmark_paths, benchmark_base, run_paths, results_dir, machi
     for p in sorted(map(str, run_paths or [])):
         rel = Path(p).resolve().relative_to(Path(results_dir).resolve())
         runs.append(run_costs(json.loads(Path(p).read_text()), rel, machine))
-    table = cost_table(benches, runs, search_models)
+    table = cost_table(benches, runs, search_models, cores=cores)
     if machine:
         table["machine"] = {"peak_gflops": machine["peak_gflops"], "threads": machine["threads"],
                             "eval_rows": machine.get("eval_rows"), "blas": machine.get("blas", []),

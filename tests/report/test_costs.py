@@ -213,6 +213,34 @@ def test_roofline_ratio_and_eval_bound_in_the_table(tmp_path):
     assert not ok["total"]["over_bound"]
 
 
+def test_time_outside_the_loops_and_the_elapsed_floor_on_the_cores(tmp_path):
+    """Outside the loop = the stage's wall seconds less its runs' loop seconds; the elapsed floor
+    = the roofline seconds over the cores, against first start to last end."""
+    base = tmp_path / "benchmarks"
+    # finals: 40 s and 60 s jobs ending at 2000; the gate starts first (1500 - 5)
+    paths = [write_bench(base, "final/linear/seed1.tsv", 40.0, 70.0, 2000.0),
+             write_bench(base, "final/linear/seed2.tsv", 60.0, 100.0, 2000.0),
+             write_bench(base, "gate_overfit.tsv", 5.0, 5.0, 1500.0)]
+    benches = [costs.read_benchmark(p, base) for p in paths]
+    mach = machine(1.0, 1.0, costs.layer_shapes([4]))
+    runs = [costs.run_costs({**tiny_metrics(), "seconds": loop}, f"final/linear/seed{i}/metrics.json", mach)
+            for i, loop in ((1, 30.0), (2, 45.0))]
+    t = costs.cost_table(benches, runs, cores=2)
+    fin = next(r for r in t["rows"] if r["stage"] == "finals")
+    assert fin["loop_s"] == 75.0 and fin["outside_share"] == pytest.approx(25.0 / 100.0)
+    assert next(r for r in t["rows"] if r["stage"] == "gates")["outside_share"] is None  # no runs
+    assert t["total"]["outside_share"] == pytest.approx(0.25)  # training stages only
+    roof = 2 * costs.roofline_seconds(tiny_metrics(), mach)["total"]
+    assert t["span_s"] == pytest.approx(2000.0 - 1495.0)
+    assert t["total"]["elapsed_floor_s"] == pytest.approx(roof / 2)
+    assert t["total"]["elapsed_ratio"] == pytest.approx(roof / 2 / 505.0)
+    # a diverged run records no loop time: the stage cannot say, rather than say too much
+    diverged = [runs[0], {**runs[1], "seconds": None}]
+    assert next(r for r in costs.cost_table(benches, diverged)["rows"] if r["stage"] == "finals")["outside_share"] is None
+    # without cores (a cluster executor) there is no floor to state
+    assert costs.cost_table(benches, runs)["total"]["elapsed_ratio"] is None
+
+
 # ----------------------------------------------------------------------------- report
 def render_costs(table, md):
     env = environment(not md)
@@ -238,6 +266,14 @@ def test_the_report_section_renders_the_table(tmp_path):
     assert '<span class="bad">&gt; 10%</span>' in html and "search mlp50" in html
     assert "| 1 | 80.0 | 40.0 |" in md
     assert "from the first job's start to the last job's end" in md
+    assert "Elapsed against the limit" not in md  # no cores given
+    table = costs.cost_table([costs.read_benchmark(p, base) for p in paths], runs, ["linear", "mlp50"], cores=2)
+    table["machine"] = {"peak_gflops": {"1": {"float32": 80.0, "float64": 40.0}}, "eval_rows": 1000, "n_gemms": 8}
+    md = render_costs(table, md=True)
+    assert "spread over the 2 cores the study ran on" in md
+    assert f"{table['total']['elapsed_ratio'] * 100:.0f}% of its elapsed time is that floor" in md
+    # the finals' one job took 40 s, its run's loop 8 s: 80 % outside the loop
+    assert "| finals | 1 | 40.0 | 70.0 | 1 |" in md and "| 80% |" in md
     # the whole report lists the section when the context has a cost table
     from handbackprop.report.render import SECTIONS
     s = next(s for s in SECTIONS if s.id == "costs")

@@ -3,15 +3,21 @@ leaves nothing stale behind a checkpoint, a moved project plans nothing, one pro
 results folder, and every recorded choice is recomputed by the audit from its runs.
 
 The scenarios share the session's finished quick run, each on its own copy (mtimes kept)."""
+import csv
+import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import QUICK, REPO, SNAKEMAKE, load_config, planned_jobs, snakemake
 
-from conftest import REPO, load_config, planned_jobs, snakemake
 from handbackprop import CODE_GROUPS, PACKAGE_DIR, code_files, script_code
 from handbackprop.atomic import lock_results
 from handbackprop.audit import selections
@@ -148,7 +154,7 @@ def test_a_study_code_edit_leaves_nothing_stale_after_one_invocation(run_copy):
     for p, old in before.items():
         new = json.loads(p.read_text())
         assert new["code_hashes"]["study"] != old["code_hashes"]["study"], f"{p} was not rerun"
-        keep = lambda d: {k: v for k, v in without_timings(d).items() if k != "code_hashes"}  # noqa: E731
+        keep = lambda d: {k: v for k, v in without_timings(d).items() if k != "code_hashes"}
         assert keep(new) == keep(old)
     assert json.loads((R / "bonus" / "ablation.json").read_text())["text"] == before_table["text"]
 
@@ -191,6 +197,148 @@ def test_stale_temps_anywhere_in_the_results_are_swept(run_copy):
     orphan.write_text("half a file")
     snakemake(run_copy)
     assert not orphan.exists()
+
+
+# ------------------------------------------------------------------------------ one invocation, clean results
+# What a clean run of the same code and config would give: every JSON without its timings and
+# code hashes, every CSV without its timing column, every array by name, dtype and value.
+# The report (it names the code and its own timings) and the machine's GEMM measurement are left
+# out; logs and benchmarks are timings.
+NOT_RESULTS = {"logs", "benchmarks", "report"}
+VOLATILE = TIMINGS | {"code_hashes", "elapsed_s", "seconds_mean"}
+
+
+def _canonical(value):
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def results_content(R: Path) -> dict[str, object]:
+    out = {}
+    for p in sorted(R.rglob("*")):
+        rel = p.relative_to(R)
+        if not p.is_file() or rel.parts[0] in NOT_RESULTS or p.name.startswith("."):
+            continue
+        if p.suffix == ".json":
+            out[str(rel)] = _canonical(json.loads(p.read_text()))
+        elif p.suffix == ".csv":
+            rows = list(csv.DictReader(io.StringIO(p.read_text())))
+            out[str(rel)] = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
+        elif p.suffix in (".npy", ".npz"):
+            with np.load(p, allow_pickle=False) as data:
+                arrays = {"": data} if p.suffix == ".npy" else dict(data)
+                out[str(rel)] = {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in arrays.items()}
+        elif p.suffix != ".md":  # Markdown tables are renderings of the JSON beside them
+            out[str(rel)] = p.read_bytes()
+    return out
+
+
+def assert_same_results(R: Path, clean: Path):
+    mine, theirs = results_content(R), results_content(clean)
+    assert mine.keys() == theirs.keys(), (sorted(mine.keys() - theirs.keys()),
+                                          sorted(theirs.keys() - mine.keys()))
+    differ = sorted(k for k in mine if mine[k] != theirs[k])
+    assert differ == [], f"{len(differ)} files differ from the clean run: {differ[:10]}"
+
+
+def assert_one_invocation_is_enough(workdir: Path, clean: Path, *args, configfiles=(QUICK,)):
+    snakemake(workdir, *args, configfiles=configfiles)
+    leftover = planned_jobs(snakemake(workdir, "-n", configfiles=configfiles))
+    assert leftover == {}, f"a second invocation would still run {leftover}"
+    assert_same_results(results_of(workdir), clean)
+
+
+def test_a_model_code_edit_leaves_nothing_stale_after_one_invocation(run_copy, quick_results):
+    layers = run_copy / "handbackprop" / "nn" / "layers.py"
+    layers.write_text(layers.read_text() + "\n# an edit that changes no result\n")
+    assert_one_invocation_is_enough(run_copy, quick_results)
+    some_final = results_of(run_copy) / "final" / "bonus" / "seed1" / "metrics.json"
+    old = json.loads((quick_results / "final" / "bonus" / "seed1" / "metrics.json").read_text())
+    assert json.loads(some_final.read_text())["code_hashes"]["nn"] != old["code_hashes"]["nn"]
+
+
+def test_a_config_value_changed_and_changed_back_leaves_the_clean_results(run_copy, quick_results):
+    """bonus.recipe's candidate sits before the recipe checkpoint, and everything of the bonus
+    model after it: there and back, each in one invocation, must end where a clean run ends."""
+    cfg = load_config()
+    candidates = cfg["bonus"]["recipe"]["candidates"]
+    changed = [{**c, "dropout": round(c.get("dropout", 0.0) + 0.1, 3)} for c in candidates]
+    overlay = run_copy / "changed.yaml"
+    overlay.write_text(json.dumps({"bonus": {"recipe": {"candidates": changed}}}))
+    recipe = results_of(run_copy) / "bonus" / "recipe.json"
+    before = json.loads(recipe.read_text())
+    snakemake(run_copy, configfiles=(QUICK, overlay))
+    assert planned_jobs(snakemake(run_copy, "-n", configfiles=(QUICK, overlay))) == {}
+    assert json.loads(recipe.read_text()) != before  # the changed candidate was trained
+    assert_one_invocation_is_enough(run_copy, quick_results)
+
+
+def test_a_changed_recipe_run_reaches_every_bonus_run_in_one_invocation(run_copy, quick_results):
+    """A recipe run retrained (its metrics deleted here) re-enters the recipe checkpoint; the
+    bonus finals and the ablation behind it must rerun in the same invocation."""
+    R = results_of(run_copy)
+    run = next(p for p in sorted((R / "bonus" / "recipe").glob("*/seed*")) if p.is_dir())
+    ablation = next((R / "bonus" / "ablation").glob("*/seed1/metrics.json"))
+    ablation_before = ablation.stat().st_mtime_ns
+    (run / "metrics.json").unlink()
+    assert_one_invocation_is_enough(run_copy, quick_results)
+    assert ablation.stat().st_mtime_ns > ablation_before, "the ablation run behind the recipe was not rerun"
+
+
+def _started_outputs(workdir: Path) -> list[str]:
+    """The outputs Snakemake has marked as being written (its `incomplete` records, whose names
+    are the base64 of each output path, split in chunks prefixed '@' when long)."""
+    from base64 import urlsafe_b64decode
+
+    root = workdir / ".snakemake" / "incomplete"
+    outputs = []
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f == "migration_underway":
+                continue
+            rel = Path(dirpath, f).relative_to(root)
+            b64 = "".join(part.lstrip("@") for part in rel.parts)
+            outputs.append(urlsafe_b64decode(b64).decode())
+    return outputs
+
+
+def _kill_during(workdir: Path, output_part: str, *args) -> list[str]:
+    """Start the workflow and kill -9 it with its jobs while a job writing an output whose path
+    contains `output_part` runs, as a lost node or the OOM killer would; return the outputs
+    left marked as being written."""
+    cmd = [SNAKEMAKE, "--snakefile", str(workdir / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(QUICK), *args]
+    with open(workdir / "killed_run.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 600
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if any(output_part in o for o in _started_outputs(workdir)):
+                    break
+                time.sleep(0.01)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    marked = _started_outputs(workdir)
+    assert any(output_part in o for o in marked), \
+        f"no job writing {output_part} was caught running:\n{(workdir / 'killed_run.log').read_text()[-3000:]}"
+    return marked
+
+
+# rule forced to rerun -> a piece of the path of the output it writes
+KILLED_IN = {"recipe_table": "bonus/recipe.json", "search_table": "/coarse.json",
+             "final_run": "final/"}
+
+
+@pytest.mark.parametrize("rule", sorted(KILLED_IN))
+def test_a_kill_9_in_a_rule_recovers_in_one_plain_invocation(run_copy, quick_results, rule):
+    """Checkpoints included: the killed job's outputs stay marked incomplete, and one plain
+    invocation rebuilds them and everything after them, identical to a clean run."""
+    _kill_during(run_copy, KILLED_IN[rule], "--forcerun", rule)
+    assert_one_invocation_is_enough(run_copy, quick_results)
 
 
 # ------------------------------------------------------------------------------ the audit of choices

@@ -59,6 +59,15 @@ def print_failures():
 # The package files a rule's script can run or read (handbackprop.script_code: its import
 # closure), relative to the working directory so a moved project plans nothing: an edit reruns
 # exactly the rules whose code runs it, and everything after them.
+def run_cores():
+    """The cores this invocation can use: its --cores, at most this machine's (None where it sets
+    none, as on a cluster executor). The report spreads the study's GEMM floor over them."""
+    try:
+        return min(workflow.cores, os.cpu_count() or workflow.cores)
+    except WorkflowError:
+        return None
+
+
 def code_of(script):
     return [
         os.path.relpath(p)

@@ -102,5 +102,6 @@ rule report:
         runtime=10,
     params:
         config=config,  # the whole config: any change to it reruns the report
+        cores=run_cores(),
     script:
         "../scripts/report.py"

@@ -17,4 +17,4 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     build_report(results, sm.params.config, sm.output.html, sm.output.md,
                  repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, audit_path=sm.input.audit,
                  benchmark_paths=sm.input.benchmarks, run_paths=sm.input.get("runs"),
-                 machine_gemm_path=sm.input.get("machine_gemm"))
+                 machine_gemm_path=sm.input.get("machine_gemm"), cores=sm.params.cores)
