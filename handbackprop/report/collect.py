@@ -72,7 +72,8 @@ def collect_data(R: Path) -> dict:
     splits = []
     for s, st in stats.items():
         splits.append({"split": s, "n_train": st["n_train"], "n_val": st["n_val"], "n_test": st["n_test"],
-                       "seed": st.get("seed"), "class_counts": st["class_counts"]})
+                       "seed": st.get("seed"), "class_counts": st["class_counts"],
+                       "test_withheld": bool(st.get("test_withheld"))})
     channels = []
     for i, ch in enumerate(("red", "green", "blue")):
         m, s = mean.reshape(3, -1)[i], std.reshape(3, -1)[i]

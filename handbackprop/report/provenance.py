@@ -86,7 +86,20 @@ def collect_blas() -> list[dict]:
             for i in threadpool_info() if i.get("user_api") == "blas"]
 
 
+def _plain(value):
+    """Mappings as dicts, sequences as lists, all the way down: Snakemake reads a --configfile
+    whose lists hold mappings into OrderedDicts, which yaml.safe_dump refuses."""
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def config_text(config: dict) -> str:
+    config = _plain(config)
     try:
         import yaml
         return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
