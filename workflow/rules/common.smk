@@ -61,7 +61,8 @@ def print_failures():
 # exactly the rules whose code runs it, and everything after them.
 def run_cores():
     """The cores this invocation can use: its --cores, at most this machine's (None where it sets
-    none, as on a cluster executor). The report spreads the study's GEMM floor over them."""
+    none, as on a cluster executor). The report spreads the study's GEMM floor over them.
+    """
     try:
         return min(workflow.cores, os.cpu_count() or workflow.cores)
     except WorkflowError:
