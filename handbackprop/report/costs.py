@@ -359,8 +359,9 @@ def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound
         mean_f, max_f, n_f = _stats(r["eval_fraction"] for r in rs)
         mean_sh, max_sh, _ = _stats(r["eval_flop_share"] for r in rs)
         roof_s = sum(roof) if roof else None
-        loops = [float(r["seconds"]) for r in rs if r.get("seconds") is not None]
-        loop_s = sum(loops) if loops and len(loops) == len(rs) else None
+        # a run without loop seconds (diverged) leaves the stage's share unknown, not smaller
+        loop_s = (sum(float(r["seconds"]) for r in rs)
+                  if rs and all(r.get("seconds") is not None for r in rs) else None)
         outside = (st["wall_s"] - loop_s) / st["wall_s"] if loop_s is not None and st["wall_s"] > 0 else None
         rows.append({**st, "runs": len(rs), "roofline_s": roof_s, "loop_s": loop_s, "outside_share": outside,
                      "ratio": roof_s / st["wall_s"] if roof_s is not None and st["wall_s"] > 0 else None,
@@ -373,8 +374,8 @@ def cost_table(benchmarks: list[dict], runs: list[dict], search_models=(), bound
              "roofline_s": sum(r["roofline_s"] for r in training) if training else None,
              "training_wall_s": sum(r["wall_s"] for r in training)}
     timed = [r for r in training if r["loop_s"] is not None]
-    total["outside_share"] = (1.0 - sum(r["loop_s"] for r in timed) / sum(r["wall_s"] for r in timed)
-                              if timed and sum(r["wall_s"] for r in timed) > 0 else None)
+    timed_wall = sum(r["wall_s"] for r in timed)
+    total["outside_share"] = 1.0 - sum(r["loop_s"] for r in timed) / timed_wall if timed_wall > 0 else None
     total["ratio"] = (total["roofline_s"] / total["training_wall_s"]
                       if total["roofline_s"] is not None and total["training_wall_s"] > 0 else None)
     mean_f, max_f, n_f = _stats(r["eval_fraction"] for r in runs)

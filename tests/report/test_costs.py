@@ -193,15 +193,24 @@ def test_stage_grouping_of_a_constructed_benchmark_list(tmp_path):
     assert costs.stage_key("final/bonus/seed2/metrics.json") == "finals"
 
 
-def test_roofline_ratio_and_eval_bound_in_the_table(tmp_path):
-    base = tmp_path / "benchmarks"
+def two_finals_and_a_gate(base):
+    """Benchmarks of two final jobs (40 s and 60 s, ending at 2000) and a gate (5 s, ending at 1500),
+    and the machine their runs are costed on."""
     paths = [write_bench(base, "final/linear/seed1.tsv", 40.0, 70.0, 2000.0),
              write_bench(base, "final/linear/seed2.tsv", 60.0, 100.0, 2000.0),
              write_bench(base, "gate_overfit.tsv", 5.0, 5.0, 1500.0)]
-    benches = [costs.read_benchmark(p, base) for p in paths]
-    mach = machine(1.0, 1.0, costs.layer_shapes([4]))
-    runs = [costs.run_costs({**tiny_metrics(), "eval_fraction": f}, f"final/linear/seed{i}/metrics.json", mach)
-            for i, f in ((1, 0.05), (2, 0.25))]
+    return [costs.read_benchmark(p, base) for p in paths], machine(1.0, 1.0, costs.layer_shapes([4]))
+
+
+def final_runs(mach, **per_seed):
+    """The two final runs, seed i with each key of `per_seed` set to its i-th value."""
+    return [costs.run_costs({**tiny_metrics(), **{k: v[i - 1] for k, v in per_seed.items()}},
+                            f"final/linear/seed{i}/metrics.json", mach) for i in (1, 2)]
+
+
+def test_roofline_ratio_and_eval_bound_in_the_table(tmp_path):
+    benches, mach = two_finals_and_a_gate(tmp_path / "benchmarks")
+    runs = final_runs(mach, eval_fraction=(0.05, 0.25))
     t = costs.cost_table(benches, runs)
     fin = next(r for r in t["rows"] if r["stage"] == "finals")
     roof = 2 * costs.roofline_seconds(tiny_metrics(), mach)["total"]
@@ -219,15 +228,8 @@ def test_roofline_ratio_and_eval_bound_in_the_table(tmp_path):
 def test_time_outside_the_loops_and_the_elapsed_floor_on_the_cores(tmp_path):
     """Outside the loop = the stage's wall seconds less its runs' loop seconds; the elapsed floor
     = the roofline seconds over the cores, against first start to last end."""
-    base = tmp_path / "benchmarks"
-    # finals: 40 s and 60 s jobs ending at 2000; the gate starts first (1500 - 5)
-    paths = [write_bench(base, "final/linear/seed1.tsv", 40.0, 70.0, 2000.0),
-             write_bench(base, "final/linear/seed2.tsv", 60.0, 100.0, 2000.0),
-             write_bench(base, "gate_overfit.tsv", 5.0, 5.0, 1500.0)]
-    benches = [costs.read_benchmark(p, base) for p in paths]
-    mach = machine(1.0, 1.0, costs.layer_shapes([4]))
-    runs = [costs.run_costs({**tiny_metrics(), "seconds": loop}, f"final/linear/seed{i}/metrics.json", mach)
-            for i, loop in ((1, 30.0), (2, 45.0))]
+    benches, mach = two_finals_and_a_gate(tmp_path / "benchmarks")  # the gate starts first (1500 - 5)
+    runs = final_runs(mach, seconds=(30.0, 45.0))
     t = costs.cost_table(benches, runs, cores=2)
     fin = next(r for r in t["rows"] if r["stage"] == "finals")
     assert fin["loop_s"] == 75.0 and fin["outside_share"] == pytest.approx(25.0 / 100.0)

@@ -3,8 +3,6 @@ leaves nothing stale behind a checkpoint, a moved project plans nothing, one pro
 results folder, and every recorded choice is recomputed by the audit from its runs.
 
 The scenarios share the session's finished quick run, each on its own copy (mtimes kept)."""
-import csv
-import io
 import json
 import os
 import shutil
@@ -14,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import outputs
 import pytest
 from conftest import QUICK, REPO, SNAKEMAKE, load_config, planned_jobs, snakemake
 
@@ -23,7 +21,7 @@ from handbackprop.atomic import lock_results
 from handbackprop.audit import selections
 from handbackprop.study import plan, runs
 
-TIMINGS = {"seconds", "eval_seconds", "step_seconds", "eval_fraction", "timing"}
+TIMINGS = outputs.TIMING_KEYS
 
 
 @pytest.fixture
@@ -200,57 +198,31 @@ def test_stale_temps_anywhere_in_the_results_are_swept(run_copy):
 
 
 # ------------------------------------------------------------------------------ one invocation, clean results
-# What a clean run of the same code and config would give: every JSON without its timings and
-# code hashes, every CSV without its timing column, every array by name, dtype and value.
-# The report (it names the code and its own timings) and the machine's GEMM measurement are left
-# out; logs and benchmarks are timings.
-NOT_RESULTS = {"logs", "benchmarks", "report"}
-VOLATILE = TIMINGS | {"code_hashes", "code_hash", "elapsed_s", "seconds_mean"}
+# What a clean run of the same code and config would give (tests/outputs.py), code hashes aside:
+# the scenarios edit code on purpose. The report (it names the code and its own timings) and the
+# Markdown tables (renderings of the JSON beside them) are left out; logs and benchmarks are timings.
+NOT_RESULTS = frozenset({"logs", "benchmarks", "report"})
+VOLATILE = TIMINGS | {"code_hashes", "code_hash"}
 
 
-def _canonical(value):
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def results_content(R: Path) -> dict[str, object]:
-    out = {}
-    for p in sorted(R.rglob("*")):
-        rel = p.relative_to(R)
-        if not p.is_file() or rel.parts[0] in NOT_RESULTS or p.name.startswith("."):
-            continue
-        if p.suffix == ".json":
-            out[str(rel)] = _canonical(json.loads(p.read_text()))
-        elif p.suffix == ".csv":
-            rows = list(csv.DictReader(io.StringIO(p.read_text())))
-            out[str(rel)] = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
-        elif p.suffix == ".npy":
-            a = np.load(p, allow_pickle=False)
-            out[str(rel)] = (a.dtype.str, a.shape, a.tobytes())
-        elif p.suffix == ".npz":  # the zip members carry their write time: compare the arrays
-            with np.load(p, allow_pickle=False) as data:
-                out[str(rel)] = {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in data.items()}
-        elif p.suffix != ".md":  # Markdown tables are renderings of the JSON beside them
-            out[str(rel)] = p.read_bytes()
-    return out
-
-
-def assert_same_results(R: Path, clean: Path):
-    mine, theirs = results_content(R), results_content(clean)
+def assert_same_results(workdir: Path, clean: Path):
+    mine = outputs.outputs(results_of(workdir), NOT_RESULTS, skip_suffixes=(".md",))
+    theirs = outputs.outputs(clean, NOT_RESULTS, skip_suffixes=(".md",))
     assert mine.keys() == theirs.keys(), (sorted(mine.keys() - theirs.keys()),
                                           sorted(theirs.keys() - mine.keys()))
-    differ = sorted(k for k in mine if mine[k] != theirs[k])
-    assert differ == [], f"{len(differ)} files differ from the clean run: {differ[:10]}"
+    differ = {rel: d for rel in mine
+              if (d := outputs.difference(rel, mine[rel], workdir, theirs[rel], clean.parents[1],
+                                          ignore_keys=VOLATILE, ignore_columns=VOLATILE,
+                                          names=("scenario", "clean")))}
+    assert differ == {}, f"{len(differ)} files differ from the clean run:\n" + "\n".join(
+        f"== {rel}\n{d}" for rel, d in list(differ.items())[:5])
 
 
 def assert_one_invocation_is_enough(workdir: Path, clean: Path, *args, configfiles=(QUICK,)):
     snakemake(workdir, *args, configfiles=configfiles)
     leftover = planned_jobs(snakemake(workdir, "-n", configfiles=configfiles))
     assert leftover == {}, f"a second invocation would still run {leftover}"
-    assert_same_results(results_of(workdir), clean)
+    assert_same_results(workdir, clean)
 
 
 def test_a_model_code_edit_leaves_nothing_stale_after_one_invocation(run_copy, quick_results):

@@ -5,7 +5,7 @@ Run by tests/workflow/slurm/run_slurm_test.sh, which brings up a single-node SLU
 
 A subset of the quick profile runs through profiles/slurm -- data, the three gates, the linear
 model's range test, coarse and fine lambda searches, final runs and summary (20 jobs) -- and the
-same targets run locally with --cores 2. Every output file is then compared:
+same targets run locally with --cores 2. Every output file is then compared (tests/outputs.py):
 
 * JSON: equal after canonical re-serialisation (floats compared through their exact repr);
 * CSV, Markdown, .md5, tarballs: byte-identical text/bytes (except the excluded CSV column);
@@ -24,9 +24,6 @@ Excluded, because they legitimately differ between two runs of the same code and
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import re
 import shutil
@@ -35,11 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import outputs
 import pytest
-
-from handbackprop.atomic import LOCK_NAME
-
 
 pytestmark = pytest.mark.slurm
 
@@ -54,9 +48,6 @@ TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
 EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "preprocess_search", "gate_gradcheck", "gate_overfit",
                   "gate_trajectory", "lr_range", "coarse_run", "search_table", "fine_run",
                   "final_run", "final_summary"}
-TIMING_KEYS = {"seconds", "elapsed_s", "seconds_mean", "eval_seconds", "step_seconds", "eval_fraction"}
-TIMING_COLUMNS = {"seconds"}
-SKIP_DIRS = {"logs", "benchmarks"}
 
 
 def _cluster_ready() -> str | None:
@@ -172,66 +163,12 @@ def test_jobs_ran_under_slurm(slurm_run):
 
 
 # ----------------------------------------------------------------------------- comparison
-def _canonical_json(obj, workdir: str):
-    if isinstance(obj, dict):
-        return {k: _canonical_json(v, workdir) for k, v in obj.items() if k not in TIMING_KEYS}
-    if isinstance(obj, list):
-        return [_canonical_json(v, workdir) for v in obj]
-    if isinstance(obj, str):
-        return obj.replace(workdir, "<WORKDIR>")
-    return obj
-
-
-def _json_text(path: Path, workdir: Path) -> str:
-    obj = _canonical_json(json.loads(path.read_text()), str(workdir.resolve()))
-    # repr-exact floats: equal text means bit-identical float64 values
-    return json.dumps(obj, sort_keys=True, indent=1, allow_nan=True)
-
-
-def _csv_text(path: Path) -> str:
-    rows = list(csv.reader(io.StringIO(path.read_text())))
-    keep = [i for i, name in enumerate(rows[0]) if name not in TIMING_COLUMNS] if rows else []
-    return "\n".join(",".join(r[i] for i in keep) for r in rows)
-
-
-def _arrays(path: Path) -> dict:
-    loaded = np.load(path, allow_pickle=False)
-    if isinstance(loaded, np.ndarray):
-        return {"": loaded}
-    with loaded:
-        return {k: loaded[k] for k in loaded.files}
-
-
 def _outputs(workdir: Path) -> dict[str, Path]:
-    root = workdir / RESULTS
-    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*"))
-            if p.is_file() and p.relative_to(root).parts[0] not in SKIP_DIRS
-            and p.name != LOCK_NAME}
+    return outputs.outputs(workdir / RESULTS)
 
 
 def _difference(rel: str, a: Path, wa: Path, b: Path, wb: Path) -> str | None:
-    if rel.endswith(".json"):
-        ta, tb = _json_text(a, wa), _json_text(b, wb)
-        if ta != tb:
-            import difflib
-            diff = difflib.unified_diff(ta.splitlines(), tb.splitlines(), "local", "slurm",
-                                        lineterm="", n=1)
-            return "\n".join(list(diff)[:30])
-    elif rel.endswith(".csv"):
-        if _csv_text(a) != _csv_text(b):
-            return "CSV content differs"
-    elif rel.endswith((".npy", ".npz")):
-        xa, xb = _arrays(a), _arrays(b)
-        if xa.keys() != xb.keys():
-            return f"arrays {sorted(xa)} != {sorted(xb)}"
-        for k in xa:
-            u, v = xa[k], xb[k]
-            if u.dtype != v.dtype or u.shape != v.shape or u.tobytes() != v.tobytes():
-                n = int(np.sum(u != v)) if u.shape == v.shape else -1
-                return f"array {k!r}: {u.dtype}{u.shape} vs {v.dtype}{v.shape}, {n} values differ"
-    elif a.read_bytes() != b.read_bytes():  # .md tables, .md5, the synthetic tarballs
-        return "bytes differ"
-    return None
+    return outputs.difference(rel, a, wa, b, wb, names=("local", "slurm"))
 
 
 def test_slurm_results_identical_to_local(slurm_run, local_run):
