@@ -261,6 +261,11 @@ def train_mem_mb(config: dict, model: str) -> int:
     return 1000 + (width * 3072 * 4 * 8) // 10**6
 
 
+def stack_mem_mb(config: dict, model: str, k: int) -> int:
+    """A job training k runs of `model` as one stack: the split once, the runs' arrays k times."""
+    return train_mem_mb(config, model) + (k - 1) * (train_mem_mb(config, model) - 1000)
+
+
 def train_runtime(config: dict, model: str, cycles: int) -> int:
     """Minutes, with ~3x headroom over the benchmarks (m=50: 20 s, m=500: 4 min for 3 cycles)."""
     width = sum(config["models"][model]["hidden"]) or 10

@@ -12,7 +12,25 @@ from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.stack import train_stack
 from ..nn.train import TrainingDiverged, TrainResult
-from .runs import run_metrics, train_config
+from .runs import run, run_metrics, train_config
+
+
+def stackable(spec: dict) -> bool:
+    """Whether `nn.stack.train_stack` can train runs of this spec together: plain SGD only (a
+    momentum or Adam run needs per-run optimiser state the stack does not keep)."""
+    return spec.get("optimizer", "sgd") == "sgd"
+
+
+def run_grid(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, dtype: str,
+             log=print):
+    """The search points `lams` of one model at one seed in one process: as one stack where the
+    spec allows (`stackable`), else one after the other through `runs.run`. Either way each
+    result is the (net, result, metrics) triple of its run; a diverged run is recorded."""
+    if stackable(spec):
+        return run_stack(split_dir, spec, lams, seed, cycles, dtype, log=log)
+    log(f"{spec.get('optimizer')!r} is not stacked: {len(lams)} runs one after the other")
+    return [run(split_dir, spec, lam, cycles, seed, dtype, evaluate_test=False,
+                record_divergence=True, log=log) for lam in lams]
 
 
 def run_stack(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, dtype: str,

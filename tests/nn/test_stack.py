@@ -256,3 +256,26 @@ def test_run_stack_batch_norm_metrics_equal_separate_runs(tmp_path):
             assert metrics[key] == pytest.approx(metrics1[key], rel=1e-10), key
         for p, v in net1.arrays().items():  # the weights file: parameters and running statistics
             assert max_rel(net.arrays()[p], v) <= 1e-10, p
+
+
+def test_run_grid_stacks_plain_sgd_and_trains_momentum_runs_one_by_one(tmp_path):
+    """The search job's dispatch (workflow/scripts/train_stack.py): a plain-SGD grid goes through
+    the stack, a Nesterov grid (which the stack refuses) through runs.run, run by run; either way
+    each λ gets the run runs.run gives it, in the grid's order."""
+    from handbackprop.study import runs, stack_runs
+    split = tmp_path / "split"
+    make_split(split, 60, 20, 20, seed=4)
+    lams = [0.05, 1e-3]
+    said = []
+    for spec, stacked in ((SPEC, True), ({**SPEC, "optimizer": "nesterov", "momentum": 0.9}, False)):
+        assert stack_runs.stackable(spec) is stacked
+        out = stack_runs.run_grid(split, spec, lams, seed=2, cycles=1, dtype="float64", log=said.append)
+        assert any("stack of 2" in s for s in said) is stacked
+        said.clear()
+        for lam, (net, _, metrics) in zip(lams, out):
+            net1, _, metrics1 = runs.run(split, spec, lam, 1, 2, "float64", False,
+                                         record_divergence=True, log=lambda s: None)
+            assert metrics["lam"] == lam
+            assert metrics["val_cost"] == pytest.approx(metrics1["val_cost"], rel=1e-10)
+            for p in net1.params:
+                assert max_rel(net.params[p], net1.params[p]) <= 1e-10, p

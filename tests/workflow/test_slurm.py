@@ -44,10 +44,10 @@ QUICK = REPO / "config" / "quick.yaml"
 PROFILE = REPO / "profiles" / "slurm"
 RESULTS = Path("results") / "quick"
 TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
-# The rules those targets pull in; each must have run as a SLURM job.
+# The rules those targets pull in; each must have run as a SLURM job (the per-λ copies out of
+# a search stage's job, coarse_run and fine_run, are local rules).
 EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "preprocess_search", "gate_gradcheck", "gate_overfit",
-                  "gate_trajectory", "lr_range", "coarse_run", "search_table", "fine_run",
-                  "final_run", "final_summary"}
+                  "gate_trajectory", "lr_range", "search_stack", "search_table", "final_run", "final_summary"}
 
 
 def _cluster_ready() -> str | None:

@@ -1,4 +1,5 @@
 """The quick profile end to end, and rerunning exactly what a change affects (dry runs)."""
+import io
 import json
 import math
 import os
@@ -15,7 +16,8 @@ from handbackprop.study import plan
 REPO_CONFIG = REPO / "config.yaml"
 
 GATES = {"gate_gradcheck", "gate_overfit", "gate_trajectory"}
-TRAINING = {"coarse_run", "fine_run", "final_run", "recipe_run", "ablation_run", "aug_lambda_run", "init_run"}
+TRAINING = {"coarse_run", "fine_run", "final_run", "recipe_run", "ablation_run", "aug_lambda_run", "init_run",
+            "search_stack", "aug_lambda_stack"}
 
 
 def overlay(tmp_path, data):
@@ -241,8 +243,36 @@ def test_a_deleted_run_is_rebuilt_by_a_plain_rerun_with_what_depends_on_it(quick
     assert planned_jobs(snakemake(quick_run, "-n")) == {}
 
 
+def test_a_deleted_search_run_is_retrained_by_its_stage_job_and_comes_back_equal(quick_run):
+    """A search run is one λ of its stage's job (search.smk: one job per model, stage and seed,
+    whose folder is temporary). Deleting the run reruns that job, which trains the stage's every
+    λ again, and copies out the missing run only; the run comes back equal (same seed, same stack)."""
+    stage = quick_run / "results" / "quick" / "search" / "mlp50" / "coarse"
+    folder = sorted(stage.glob("lam_*/seed2"))[1]
+    before = {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in folder.iterdir()}
+    siblings = {p: p.stat().st_mtime_ns for p in stage.glob("lam_*/seed*/*") if p.parent != folder}
+    assert json.loads(before["metrics.json"][0])["stacked"] is True  # mlp50 is plain SGD
+    for f in folder.iterdir():
+        f.unlink()
+    target = str((folder / "metrics.json").relative_to(quick_run))
+    assert planned_jobs(snakemake(quick_run, "-n", target)) == {"search_stack": 1, "coarse_run": 1}
+    snakemake(quick_run, target)
+    timings = {"seconds", "eval_seconds", "step_seconds", "eval_fraction"}  # the clock's, not the run's
+    old, new = json.loads(before["metrics.json"][0]), json.loads((folder / "metrics.json").read_text())
+    assert {k: v for k, v in new.items() if k not in timings} == {k: v for k, v in old.items() if k not in timings}
+    assert (folder / "history.csv").read_bytes() == before["history.csv"][0]
+    with np.load(folder / "weights.npz") as z:
+        assert z.files and all(np.array_equal(z[k], np.load(io.BytesIO(before["weights.npz"][0]))[k])
+                               for k in z.files)
+    assert {p: p.stat().st_mtime_ns for p in siblings} == siblings  # the others were not copied again
+    assert not list(stage.parent.glob("*.stack"))  # the stage job's folder is gone again
+    for name, (_, mtime) in before.items():  # leave the shared run as found: nothing downstream is newer
+        os.utime(folder / name, ns=(mtime, mtime))
+    assert planned_jobs(snakemake(quick_run, "-n")) == {}
+
+
 BONUS_RUNS = tuple(f"{prefix}rule {r}:" for prefix in ("", "local")
-                   for r in ("aug_lambda_run", "ablation_run", "init_run"))
+                   for r in ("aug_lambda_stack", "aug_lambda_run", "ablation_run", "init_run"))
 
 
 def test_the_headline_results_come_before_any_bonus_job(quick_run):
@@ -322,6 +352,7 @@ def test_changing_one_models_range_test_reruns_its_searches_only(quick_run, tmp_
     jobs = planned_jobs(proc)
     assert jobs["lr_range"] == 1
     assert jobs["coarse_run"] == 4  # linear's 4 coarse λ × 1 seed
+    assert jobs["search_stack"] == 1  # ... trained by one job
     assert planned_models(proc) == {"linear"}  # no other model's range test, search or final
     assert not (GATES | DATA | {"aug_lambda_run", "ablation_run", "init_run"}) & set(jobs)
     # the training defaults' η, which no model of this config trains with (linear takes its range
@@ -333,5 +364,4 @@ def test_changing_one_models_range_test_reruns_its_searches_only(quick_run, tmp_
     jobs = planned_jobs(snakemake(quick_run, "-n", configfiles=overlay(
         tmp_path, {"lr_range": {"per_model": {"deep3": {"epochs": 3}}}})))
     assert jobs.get("lr_range") == 1
-    assert not {"coarse_run", "fine_run", "final_run", "recipe_run", "ablation_run",
-                "aug_lambda_run", "init_run"} & set(jobs), jobs
+    assert not TRAINING & set(jobs), jobs

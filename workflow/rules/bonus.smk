@@ -4,7 +4,7 @@
 
 # One candidate recipe of the ablated model at that model's searched lam, on the search split
 # (its 5,000 validation rows choose; the test set is never looked at).
-use rule coarse_run as recipe_run with:
+use rule final_run as recipe_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
@@ -21,6 +21,7 @@ use rule coarse_run as recipe_run with:
     benchmark:
         f"{R}/benchmarks/bonus/recipe/{{candidate}}_seed{{seed}}.tsv"
     priority: 10  # on the path to the bonus model's final runs
+    threads: THREADS["search"]
     resources:
         mem_mb=plan.train_mem_mb(config, ABL["model"]) if ABL else 1000,
         runtime=(
@@ -131,38 +132,78 @@ rule ablation_table:
         "../scripts/ablation_table.py"
 
 
+# One job per (augmentation, seed) trains that seed's whole λ grid, as a search stage does.
+use rule search_stack as aug_lambda_stack with:
+    input:
+        split_files("search"),
+        stats=split_stats("search"),
+        gates=GATE_EVIDENCE,
+        code=code_of("train_stack"),
+        eta=lambda w: eta_input("aug_vs_lambda"),
+        lam_source=lambda w: table_path(plan.lam_model(config, AVL["model"]), "fine"),
+    output:
+        runs=temp(directory(f"{R}/bonus/aug_vs_lambda/{{aug}}_seed{{seed}}.stack")),
+    log:
+        f"{R}/logs/bonus/aug_vs_lambda/{{aug}}_seed{{seed}}_stack.log",
+    benchmark:
+        f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_seed{{seed}}_stack.tsv"
+    wildcard_constraints:
+        aug="aug|noaug",
+    priority: 0  # after the headline chain (priority 10) whenever both are ready
+    resources:
+        mem_mb=(
+            plan.stack_mem_mb(config, AVL["model"], len(AVL["offsets"]))
+            if AVL
+            else 1000
+        ),
+        runtime=(
+            len(AVL["offsets"])
+            * plan.train_runtime(config, AVL["model"], AVL["cycles"])
+            if AVL
+            else 5
+        ),
+    params:
+        kind="aug_vs_lambda",
+        model=AVL["model"] if AVL else "",
+        run_wildcards=lambda w: {"aug": w.aug},
+        spec=lambda w: plan.aug_spec(config, w.aug),
+        lams=lambda w: plan.aug_grid(config, final_lam(AVL["model"])),
+        cycles=AVL["cycles"] if AVL else 0,
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        switches={},
+        eta_source=lambda w: plan.eta_source(config, AVL["model"]),
+
+
 use rule coarse_run as aug_lambda_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code_of("train_run"),
+        code=code_of("train_stack"),
         eta=lambda w: eta_input("aug_vs_lambda"),
         lam_source=lambda w: table_path(plan.lam_model(config, AVL["model"]), "fine"),
+        stack=f"{R}/bonus/aug_vs_lambda/{{aug}}_seed{{seed}}.stack",
     output:
         metrics=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/history.csv",
         weights=f"{R}/bonus/aug_vs_lambda/{{aug}}/{{lam}}/seed{{seed}}/weights.npz",
     log:
         f"{R}/logs/bonus/aug_vs_lambda/{{aug}}_{{lam}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/bonus/aug_vs_lambda/{{aug}}_{{lam}}_seed{{seed}}.tsv"
     wildcard_constraints:
         aug="aug|noaug",
-    priority: 0  # after the headline chain (priority 10) whenever both are ready
-    resources:
-        mem_mb=plan.train_mem_mb(config, AVL["model"]) if AVL else 1000,
-        runtime=plan.train_runtime(config, AVL["model"], AVL["cycles"]) if AVL else 5,
+    priority: 0
     params:
-        model=AVL["model"] if AVL else "",
         spec=lambda w: plan.aug_spec(config, w.aug),
         lam=lambda w: plan.aug_grid(config, final_lam(AVL["model"]))[w.lam],
         cycles=AVL["cycles"] if AVL else 0,
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
-        evaluate_test=False,
-        record_divergence=True,
         eta_source=lambda w: plan.eta_source(config, AVL["model"]),
+
+
+localrules:
+    aug_lambda_run,
 
 
 rule aug_vs_lambda:

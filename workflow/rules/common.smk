@@ -113,8 +113,8 @@ def download_inputs(wildcards):
 
 
 # ------------------------------------------------------------------------- searches
-# A search run lives in {R}/search/{model}/{stage}/lam_1.93e-03/seed{seed}/, one job per (lam,
-# seed): search.seeds, or search.per_model.<model>.seeds. The coarse grid comes from the config;
+# A search run lives in {R}/search/{model}/{stage}/lam_1.93e-03/seed{seed}/, trained by one job
+# per (stage, seed) with the stage's other λ: search.seeds, or search.per_model.<model>.seeds. The coarse grid comes from the config;
 # the fine grid is written by the coarse table (a checkpoint), and the final lam by the fine
 # table, so every training job gets a plain float.
 def table_path(model, stage):
@@ -316,6 +316,15 @@ def gemm_thread_counts():
     return sorted({1, THREADS["search"], THREADS["final"]})
 
 
+# The per-λ rules whose runs one job per stage trains (search.smk): that rule, and the wildcards
+# its job has beyond the run's own.
+STACKED_BY = {
+    "coarse_run": ("search_stack", {"stage": "coarse"}),
+    "fine_run": ("search_stack", {"stage": "fine"}),
+    "aug_lambda_run": ("aug_lambda_stack", {}),
+}
+
+
 def benchmark_files(wildcards):
     """The benchmark file of every job this config asks for, each from its own rule's
     `benchmark:` path (so leftovers of other configs are never read)."""
@@ -327,12 +336,19 @@ def benchmark_files(wildcards):
             made_by = getattr(rules, name)
             match = made_by.output.metrics.match(run)
             if match:
-                out.append(made_by.benchmark.apply_wildcards(match.groupdict()))
+                found = match.groupdict()
+                if (
+                    name in STACKED_BY
+                ):  # copied out of a stage's job: that job's benchmark
+                    stack_rule, fixed = STACKED_BY[name]
+                    made_by = getattr(rules, stack_rule)
+                    found = {k: v for k, v in found.items() if k != "lam"} | fixed
+                out.append(made_by.benchmark.apply_wildcards(found))
                 break
         else:
             raise ValueError(f"{run}: made by none of {TRAINING_RULES}")
     out += [str(getattr(rules, r).benchmark) for r in REPORT_BENCHMARK_RULES]
-    return out
+    return list(dict.fromkeys(out))
 
 
 def selection_files():

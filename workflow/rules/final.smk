@@ -2,7 +2,9 @@
 # summary adds the seed ensemble and each run's snapshot ensemble (its cycle-end weights).
 
 
-use rule coarse_run as final_run with:
+# Every single-run training job of the study (final, recipe, ablation, init) has this rule's
+# shape: the others derive from it with `use rule`.
+rule final_run:
     input:
         split_files("final"),
         stats=split_stats("final"),
@@ -20,6 +22,9 @@ use rule coarse_run as final_run with:
         f"{R}/logs/final/{{model}}/seed{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/final/{{model}}/seed{{seed}}.tsv"
+    priority: 10
+    conda:
+        "../../envs/model.yaml"
     threads: THREADS["final"]
     resources:
         mem_mb=lambda w: plan.train_mem_mb(config, w.model),
@@ -33,6 +38,10 @@ use rule coarse_run as final_run with:
         evaluate_test=True,
         record_divergence=False,  # a final run that diverges fails loudly
         snapshots=True,  # the weights at each cycle end: the run's snapshot ensemble
+        switches={},  # ablation switches, applied after a chosen recipe (bonus.smk)
+        eta_source=lambda w: plan.eta_source(config, w.model),
+    script:
+        "../scripts/train_run.py"
 
 
 rule final_summary:

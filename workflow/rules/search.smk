@@ -1,45 +1,85 @@
-# Coarse then fine lam search, one job per (lam, seed); the table of a search has one row per
-# lam (mean, std, standard error over its seeds) and chooses the best mean. Every training job of the study
-# (search, final, bonus) has this rule's shape: the others derive from it with `use rule`.
+# Coarse then fine lam search; the table of a search has one row per lam (mean, std, standard
+# error over its seeds) and chooses the best mean.
 
 
+# Every λ of one search stage of one model at one seed is one job: the runs share their
+# batches, so they train as one stack (nn/stack.py: the first layers side by side, one GEMM) or,
+# for a spec the stack does not take (momentum), one after the other in one process. The job's
+# folder is temporary: the per-λ rules below copy each run into its own folder.
+rule search_stack:
+    input:
+        split_files("search"),
+        stats=split_stats("search"),
+        gates=GATE_EVIDENCE,
+        code=code_of("train_stack"),
+        grid=lambda w: table_path(w.model, "coarse") if w.stage == "fine" else [],
+        eta=lambda w: eta_input(w.model),
+    output:
+        runs=temp(directory(f"{R}/search/{{model}}/{{stage}}_seed{{seed}}.stack")),
+    log:
+        f"{R}/logs/search/{{model}}/{{stage}}_seed{{seed}}_stack.log",
+    benchmark:
+        f"{R}/benchmarks/search/{{model}}/{{stage}}_seed{{seed}}_stack.tsv"
+    priority: 10
+    conda:
+        "../../envs/model.yaml"
+    threads: THREADS["search"]
+    resources:
+        mem_mb=lambda w: plan.stack_mem_mb(
+            config, w.model, len(search_grid(w.model, w.stage))
+        ),
+        runtime=lambda w: len(search_grid(w.model, w.stage))
+        * plan.train_runtime(config, w.model, search_cycles(w.stage)(w)),
+    params:
+        kind=lambda w: w.stage,
+        model=lambda w: w.model,
+        run_wildcards=lambda w: {"model": w.model},
+        spec=lambda w: plan.model_spec(config, w.model),
+        lams=lambda w: search_grid(w.model, w.stage),
+        cycles=lambda w: search_cycles(w.stage)(w),
+        seed=lambda w: int(w.seed),
+        dtype=config["dtype"],
+        switches={},  # ablation switches, applied after a chosen recipe (bonus.smk)
+        eta_source=lambda w: plan.eta_source(config, w.model),
+    script:
+        "../scripts/train_stack.py"
+
+
+# One (λ, seed) of a search, copied out of its stage's job. Its inputs and params are those of
+# the run it holds, so a change to any of them reruns it, and it asks for the stage's job again.
 rule coarse_run:
     input:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code_of("train_run"),
+        code=code_of("train_stack"),
         eta=lambda w: eta_input(w.model),
+        stack=f"{R}/search/{{model}}/coarse_seed{{seed}}.stack",
     output:
         metrics=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/history.csv",
         weights=f"{R}/search/{{model}}/coarse/{{lam}}/seed{{seed}}/weights.npz",
     log:
         f"{R}/logs/search/{{model}}/coarse/{{lam}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/search/{{model}}/coarse/{{lam}}_seed{{seed}}.tsv"
     priority: 10
     conda:
-        "../../envs/model.yaml"
-    threads: THREADS["search"]
+        "../../envs/data.yaml"  # cp only; any environment of the workflow has it
+    threads: 1
     resources:
-        mem_mb=lambda w: plan.train_mem_mb(config, w.model),
-        runtime=lambda w: plan.train_runtime(
-            config, w.model, search_cycles("coarse")(w)
-        ),
+        mem_mb=100,
+        runtime=1,
     params:
         spec=lambda w: plan.model_spec(config, w.model),
         lam=search_lam("coarse"),
         cycles=search_cycles("coarse"),
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
-        evaluate_test=False,
-        record_divergence=True,  # a diverged λ is a search result, not a failure
-        snapshots=False,  # cycle-end weights are kept by final runs only
-        switches={},  # ablation switches, applied after a chosen recipe (bonus.smk)
         eta_source=lambda w: plan.eta_source(config, w.model),
-    script:
-        "../scripts/train_run.py"
+    shell:
+        # metrics.json last: its presence means the run is complete (runfiles.write_run)
+        "(cp {input.stack}/{wildcards.lam}/history.csv {output.history}"
+        " && cp {input.stack}/{wildcards.lam}/weights.npz {output.weights}"
+        " && cp {input.stack}/{wildcards.lam}/metrics.json {output.metrics}) > {log} 2>&1"
 
 
 use rule coarse_run as fine_run with:
@@ -47,28 +87,29 @@ use rule coarse_run as fine_run with:
         split_files("search"),
         stats=split_stats("search"),
         gates=GATE_EVIDENCE,
-        code=code_of("train_run"),
-        grid=lambda w: table_path(w.model, "coarse"),
+        code=code_of("train_stack"),
         eta=lambda w: eta_input(w.model),
+        grid=lambda w: table_path(w.model, "coarse"),
+        stack=f"{R}/search/{{model}}/fine_seed{{seed}}.stack",
     output:
         metrics=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/metrics.json",
         history=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/history.csv",
         weights=f"{R}/search/{{model}}/fine/{{lam}}/seed{{seed}}/weights.npz",
     log:
         f"{R}/logs/search/{{model}}/fine/{{lam}}_seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/search/{{model}}/fine/{{lam}}_seed{{seed}}.tsv"
-    resources:
-        mem_mb=lambda w: plan.train_mem_mb(config, w.model),
-        runtime=lambda w: plan.train_runtime(config, w.model, search_cycles("fine")(w)),
     params:
         spec=lambda w: plan.model_spec(config, w.model),
         lam=search_lam("fine"),
         cycles=search_cycles("fine"),
         seed=lambda w: int(w.seed),
         dtype=config["dtype"],
-        evaluate_test=False,
-        record_divergence=True,  # a diverged λ is a search result, not a failure
+        eta_source=lambda w: plan.eta_source(config, w.model),
+
+
+# A copy is a few file operations: on a cluster it runs beside Snakemake, not as a job.
+localrules:
+    coarse_run,
+    fine_run,
 
 
 # The table of one search; a checkpoint, because the next stage's lam values come from it.
