@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from handbackprop.nn import layers, optim, train  # noqa: E402
+from handbackprop.nn import augment, layers, optim, train  # noqa: E402
 
 try:  # absent on checkouts before batch norm
     from handbackprop.nn import batchnorm as nn_batchnorm  # noqa: E402
@@ -123,6 +123,22 @@ def profile(hidden, dtype, repeats: int, n_rows: int = 10_000, seed: int = 0) ->
     out["step (as train() runs it)"] = median_us(step, repeats)
     # Not µs: minor page faults per step (glibc returning and re-mapping freed temporaries).
     out["minor page faults / step"] = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / (repeats + 1)
+    # The bonus model's step: Nesterov (no fused weight step: the velocity needs the gradient)
+    # and flip/shift augmentation of every batch.
+    aug_rng = np.random.default_rng(seed + 1)
+    out["augment_batch (flip, shift 3)"] = median_us(lambda: augment.augment_batch(aug_rng, xb, True, 3),
+                                                     repeats)
+    nes_net = copy.deepcopy(net)
+    nes_opt = optim.make_optimizer("nesterov", nes_net.params)
+
+    def nesterov_step(augmenting):
+        xb_, yb_ = train.take_batch(X, y, idx, net.dtype)
+        if augmenting:
+            xb_ = augment.augment_batch(aug_rng, xb_, True, 3)
+        train.train_step(nes_net, nes_opt, xb_, yb_, LAM, ETA)
+
+    out["step, Nesterov"] = median_us(lambda: nesterov_step(False), repeats)
+    out["step, Nesterov + flip/shift (the bonus step)"] = median_us(lambda: nesterov_step(True), repeats)
     out["GEMMs alone"] = gemm_us(net, xb, caches, dscores, repeats)
     return out
 
