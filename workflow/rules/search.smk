@@ -7,7 +7,8 @@ rule coarse_run:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE,
+        gates=lambda w: gate_evidence(w.model),
+        module=lambda w: user_module(w.model),
         code=code_of("train_run"),
         eta=lambda w: eta_input(w.model),
     output:
@@ -46,7 +47,8 @@ use rule coarse_run as fine_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE,
+        gates=lambda w: gate_evidence(w.model),
+        module=lambda w: user_module(w.model),
         code=code_of("train_run"),
         grid=lambda w: table_path(w.model, "coarse"),
         eta=lambda w: eta_input(w.model),
