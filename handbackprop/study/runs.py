@@ -10,7 +10,7 @@ from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainConfig, TrainingDiverged, TrainResult, ensemble_metrics, train
 from ..runfiles import read_json
-from . import user_model
+from . import user_model, user_network
 from .plan import TRAIN_KEYS, step_size
 
 
@@ -73,7 +73,7 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
     data = load_split(split_dir)
     X, y = data["X_train"], data["y_train"]
     if user_model.is_user_model(spec):  # a user's module (config `module:`), gated by its own rule
-        net = user_model.build(spec, X.shape[1], dtype, seed)
+        net = user_network.build(spec, X.shape[1], dtype, seed)
     else:
         net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype,
                             seed, batch_norm=spec.get("batch_norm", False), init=spec.get("init"))

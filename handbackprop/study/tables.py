@@ -88,7 +88,7 @@ def network_of(arrays: dict, spec: dict, dtype: str) -> Network:
     """A trained network from its saved arrays (sizes, batch norm and running statistics from
     the arrays; dropout from the spec); a user model's (spec `module`) through its module."""
     if spec.get("module"):
-        from .user_model import from_arrays
+        from .user_network import from_arrays
 
         return from_arrays(spec, arrays, dtype)
     return network_from_arrays(arrays, dropout=spec.get("dropout", 0.0), dtype=dtype)

@@ -16,12 +16,12 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.atomic import write_json  # noqa: E402
     from handbackprop.check.gate import dumps  # noqa: E402
     from handbackprop.data.splits import load_split  # noqa: E402
-    from handbackprop.study import user_model  # noqa: E402
+    from handbackprop.study import user_gate  # noqa: E402
 
     sm = snakemake  # noqa: F821
     data = load_split(Path(sm.input.stats).parent)
     n = sm.params.n_images
-    evidence = user_model.gate(sm.params.target, data["X_train"][:n], data["y_train"][:n],
+    evidence = user_gate.gate(sm.params.target, data["X_train"][:n], data["y_train"][:n],
                                seed=sm.params.seed)
     # the training jobs' require_verified reads every gate file's code hash: the study's loop
     # and metrics (nn/) train this model too
