@@ -31,9 +31,17 @@ def is_user_model(spec: dict) -> bool:
     return bool(spec.get("module"))
 
 
-def module_file(target: str) -> str:
+# The project folder (Snakefile, config.yaml, examples/): a relative module path is looked up
+# in the working directory first, then here, so `--directory elsewhere` finds the examples.
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def module_file(target: str) -> Path:
     """The file of `path.py::Name` (an input of the model's gate and training jobs)."""
-    return target.partition("::")[0]
+    path = Path(target.partition("::")[0])
+    if path.is_absolute() or path.is_file() or not (PROJECT / path).is_file():
+        return path
+    return PROJECT / path
 
 
 def file_sha256(path) -> str:
@@ -52,11 +60,13 @@ def load(target: str):
     when the file or name is missing or a member of the DAG's contract is absent. (Not the
     checker's loader: training jobs must not depend on the checker's code.)"""
     if target not in _LOADED:
-        path, _, name = target.partition("::")
+        _, _, name = target.partition("::")
         if not name:
             raise UserModelError(f"{target}: name the network, as path/to/file.py::ClassName")
-        if not Path(path).is_file():
-            raise UserModelError(f"no such file: {path}")
+        path = module_file(target)
+        if not path.is_file():
+            raise UserModelError(f"no such file: {path} (a relative path is looked up in the "
+                                 f"working directory, {Path.cwd()}, then in {PROJECT})")
         mod_name = f"_handbackprop_user_model_{Path(path).stem}_{abs(hash(str(Path(path).resolve())))}"
         spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(spec)
@@ -90,9 +100,6 @@ def validate(config: dict) -> None:
             if k in entry:
                 raise ConfigError(f"models.{m}.{k}", f"a user model ({entry['module']}) is defined "
                                   f"by its module; `{k}` applies to the built-in networks only")
-        if not Path(module_file(entry["module"])).is_file():
-            raise ConfigError(key, f"no such file: {module_file(entry['module'])} (paths are "
-                              f"relative to the working directory, {Path.cwd()})")
         try:
             net = load(entry["module"])
         except UserModelError as e:

@@ -1,6 +1,8 @@
 """A user's own model in the workflow (handbackprop/study/user_model.py): config errors name
 the key, the gate passes the right example and fails the wrong one, a failed gate stops every
 run of that model, and the study's loop on a user model equals a float64 torch replay."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -73,6 +75,15 @@ def test_the_quick_profile_enters_the_example_and_no_range_test_for_it():
     assert "student_mlp" not in plan.range_models(cfg)
     real = yaml.safe_load((REPO / "config.yaml").read_text())
     assert not any(user_model.is_user_model(e) for e in real["models"].values())
+
+
+def test_a_relative_module_path_is_found_from_another_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # snakemake --directory elsewhere: the examples are the project's
+    plan.validate(load_config())
+    assert user_model.module_file(TARGET) == REPO / "examples" / "cifar_mlp.py"
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "cifar_mlp.py").write_text("")  # the working directory's comes first
+    assert user_model.module_file(TARGET) == Path("examples/cifar_mlp.py")
 
 
 def test_gate_passes_the_example_and_fails_the_relu_bug_naming_the_arrays():

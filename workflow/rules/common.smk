@@ -95,7 +95,9 @@ def user_module(model):
     """The user model's module file (an input of its gate and runs); [] for a built-in model."""
     if not is_user_model(model):
         return []
-    return [config["models"][model]["module"].partition("::")[0]]
+    from handbackprop.study.user_model import module_file
+
+    return [os.path.relpath(module_file(config["models"][model]["module"]))]
 
 
 def user_gate_targets():
