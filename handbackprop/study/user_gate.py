@@ -35,4 +35,4 @@ def gate(target: str, X=None, y=None, *, seed: int = 0, **settings) -> dict:
         return {"gate": "user_model", "target": target, "passed": False, "failures": [str(e)]}
     return _jsonable({"gate": "user_model", "target": target, "passed": bool(ev["passed"]),
                       "failures": ev["failures"], "module_sha256": file_sha256(module_file(target)),
-                      "n_images": None if X is None else int(len(y)), "evidence": ev})
+                      "n_images": None if X is None else len(y), "evidence": ev})

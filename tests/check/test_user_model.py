@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO, copy_repo, load_config, make_split, snakemake
 
 from handbackprop.nn import schedule
 from handbackprop.nn.train import shuffle_stream
 from handbackprop.study import plan, runs, user_gate, user_model
 from handbackprop.study.plan import ConfigError
 from handbackprop.study.tables import networks_from
-
-from conftest import REPO, copy_repo, load_config, make_split, snakemake
 
 TARGET = "examples/cifar_mlp.py::CifarMLP"
 WRONG = "examples/cifar_mlp.py::CifarMLPReluBackwardBug"
@@ -139,7 +138,7 @@ def test_the_study_loop_on_a_user_model_equals_a_float64_torch_replay(tmp_path, 
     assert metrics["train_loss"] == pytest.approx(loss, rel=1e-10)
     assert metrics["train_cost"] == pytest.approx(loss + reg, rel=1e-10)
     assert {"val_accuracy", "test_accuracy", "confusion", "n_s", "steps"} <= set(metrics)
-    assert [r["step"] for r in result.history][0] == 0 and result.history[-1]["step"] == 12
+    assert result.history[0]["step"] == 0 and result.history[-1]["step"] == 12
     # the ensembles and the audit rebuild it from its weights through its module
     np.savez(tmp_path / "weights.npz", **net.arrays())
     (again,) = networks_from([tmp_path / "weights.npz"], spec, "float64")
