@@ -24,7 +24,8 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     evidence = user_gate.gate(sm.params.target, data["X_train"][:n], data["y_train"][:n],
                                seed=sm.params.seed)
     # the training jobs' require_verified reads every gate file's code hash: the study's loop
-    # and metrics (nn/) train this model too
+    # and metrics (nn/) train this model too, verified by the study's gates (an input)
+    stage.require_verified(sm.input.gates)
     evidence.update(model=sm.wildcards.model, code_hash=code_hash("nn"))
     print(dumps(evidence))
     for name, check in evidence.get("evidence", {}).get("checks", {}).items():
