@@ -12,6 +12,7 @@ configfile: f"{workflow.basedir}/config.yaml"  # so --directory elsewhere still 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/gates.smk"
+include: "workflow/rules/user_model.smk"
 include: "workflow/rules/lr_range.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/final.smk"

@@ -14,6 +14,18 @@ A network is an object with
     torch_optimizer(tensors, lr) (optional)     the torch optimiser the step should match;
                                                 default torch.optim.SGD (plain SGD)
 
+A network the workflow trains (a `models:` entry with `module: path/to/file.py::Name`,
+handbackprop/study/user_model.py) also needs
+
+    input_dim                                   the width of the rows it takes (3072 for CIFAR-10)
+    decayed = ("W1", ...)                       the parameters λ decays: the study adds λ‖W‖²
+                                                to the loss and 2λW to their gradients
+    scores(params, X) -> (N, K)                 class scores, for accuracy, loss and ensembles
+
+and n_classes 10; the study trains it with its own optimiser, schedule and λ (the user's `step`
+and `lr` serve the checks; the trajectory check proves `step` equals the optimiser).
+Example: examples/cifar_mlp.py.
+
 Checks, each in float64:
 
 1. initial loss within 0.5 of ln K, and each weight's std within 1.5x of `init_std`;

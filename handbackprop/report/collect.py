@@ -223,6 +223,30 @@ def init_scale_row(s: dict) -> dict:
             "ok": s["ratio"] > 0 and abs(math.log(s["ratio"])) <= math.log(factor)}
 
 
+NETWORK_CHECKS = ("initial loss", "initial scale", "gradient", "overfit", "trajectory")
+
+
+def collect_user_gates(R: Path, config: dict) -> list[dict]:
+    """The gate_user_model verdict of each user model this config trains (models with
+    `module:`): one row per check, in the checks' order."""
+    used = dict.fromkeys(config["search"]["models"] + config["final"]["models"])
+    out = []
+    for m in used:
+        if not config["models"][m].get("module"):
+            continue
+        ev = read_json(R / "gates" / "user" / f"{m}.json")
+        checks = ev.get("evidence", {}).get("checks", {})
+        out.append({"model": m, "target": ev["target"], "passed": bool(ev["passed"]),
+                    "n_images": ev.get("n_images"), "sha256": ev.get("module_sha256", "")[:12],
+                    # check_network's order (the JSON file's keys are sorted)
+                    "checks": [{"check": k, "passed": bool(checks[k]["passed"]),
+                                "summary": checks[k]["summary"]}
+                               for k in sorted(checks, key=lambda k: (k not in NETWORK_CHECKS,
+                                                                      NETWORK_CHECKS.index(k)
+                                                                      if k in NETWORK_CHECKS else 0))]})
+    return out
+
+
 def collect_gates(R: Path) -> dict:
     ev = {g: read_json(R / "gates" / f"{g}.json") for g in GATES}
     gc = collect_gradcheck(ev["gradcheck"])
@@ -422,7 +446,7 @@ def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_d
         "published": [{"model": m, "network": e["network"], "text": published_text(e)}
                       for m, e in PUBLISHED_BY_MODEL.items()],
         "data": data,
-        "gates": collect_gates(R),
+        "gates": {**collect_gates(R), "user_models": collect_user_gates(R, config)},
         "audit": audit,
         "lr_range": collect_lr_range(R, config),
         "searches": collect_searches(R, config),

@@ -81,7 +81,10 @@ def _nan(x):
 
 def arch(spec: dict) -> str:
     """A model spec in a few words: 'hidden 500, dropout 0.3, augmentation, nesterov'."""
-    words = [f"hidden {'-'.join(map(str, spec['hidden']))}" if spec.get("hidden") else "linear"]
+    if spec.get("module"):  # a user's own network: its module names it
+        words = [f"user model {spec['module']}"]
+    else:
+        words = [f"hidden {'-'.join(map(str, spec['hidden']))}" if spec.get("hidden") else "linear"]
     if spec.get("batch_norm"):
         words.append("batch norm")
     if spec.get("init") == "he":

@@ -257,7 +257,7 @@ def aug_grid(config: dict, centre_lam: float) -> dict[str, float]:
 def train_mem_mb(config: dict, model: str) -> int:
     """Measured on the real data: ~700 MB resident (mostly the memory-mapped split), plus the
     weights, gradients, optimiser state and evaluation chunks, which grow with the width."""
-    width = sum(config["models"][model]["hidden"]) or 10
+    width = sum(config["models"][model].get("hidden") or []) or 10  # a user model: as linear
     return 1000 + (width * 3072 * 4 * 8) // 10**6
 
 
@@ -268,7 +268,7 @@ def stack_mem_mb(config: dict, model: str, k: int) -> int:
 
 def train_runtime(config: dict, model: str, cycles: int) -> int:
     """Minutes, with ~3x headroom over the benchmarks (m=50: 20 s, m=500: 4 min for 3 cycles)."""
-    width = sum(config["models"][model]["hidden"]) or 10
+    width = sum(config["models"][model].get("hidden") or []) or 10
     return max(5, int(3 * cycles * (0.2 + width / 200)))
 
 
@@ -345,7 +345,7 @@ def validate(config: dict) -> None:
             raise ConfigError("final.models", f"{m!r} needs a λ search: add "
                               f"{source!r} to search.models" + (f" (its lam_from)" if source != m else ""))
     for m, spec in models.items():
-        if spec.get("batch_norm") and not spec["hidden"]:
+        if spec.get("batch_norm") and not spec.get("hidden"):
             raise ConfigError(f"models.{m}.batch_norm", "batch norm needs a hidden layer")
     for m in config["final"]["ensemble"]:
         if m not in config["final"]["models"]:
@@ -368,7 +368,7 @@ def validate(config: dict) -> None:
     if bonus.get("init_sensitivity") and bonus["init_sensitivity"]["model"] not in config["final"]["models"]:
         raise ConfigError("bonus.init_sensitivity.model",
                           "the experiment trains at the model's final λ (add it to final.models)")
-    if bonus.get("init_sensitivity") and not models[bonus["init_sensitivity"]["model"]]["hidden"]:
+    if bonus.get("init_sensitivity") and not models[bonus["init_sensitivity"]["model"]].get("hidden"):
         raise ConfigError("bonus.init_sensitivity.model", "batch norm needs a hidden layer")
     if bonus.get("recipe"):
         if not bonus.get("ablation"):
@@ -415,6 +415,9 @@ def validate(config: dict) -> None:
                               f"eta_min {spec['eta_min']:g} is above eta_max {spec['eta_max']:g} "
                               f"({where})")
     validate_lr_range(config)
+    from . import user_model  # a user's module (models.<m>.module): file, class, contract
+
+    user_model.validate(config)
 
 
 # ----------------------------------------------------------------- learning-rate range test
@@ -445,7 +448,8 @@ def range_models(config: dict) -> list[str]:
     out = list(config["search"]["models"]) + list(config["final"]["models"])
     bonus = config.get("bonus") or {}
     out += [bonus[name]["model"] for name in BONUS_EXPERIMENTS if bonus.get(name)]
-    return list(dict.fromkeys(out))
+    # a user model fixes its eta_max: the range test builds the study's own networks only
+    return [m for m in dict.fromkeys(out) if not config["models"][m].get("module")]
 
 
 def range_settings(config: dict, model: str) -> dict:

@@ -10,6 +10,7 @@ from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainConfig, TrainingDiverged, TrainResult, ensemble_metrics, train
 from ..runfiles import read_json
+from . import user_model, user_network
 from .plan import TRAIN_KEYS, step_size
 
 
@@ -71,11 +72,14 @@ def run(split_dir, spec: dict, lam: float, cycles: int, seed: int, dtype: str,
     """
     data = load_split(split_dir)
     X, y = data["X_train"], data["y_train"]
-    net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype, seed,
-                        batch_norm=spec.get("batch_norm", False), init=spec.get("init"))
+    if user_model.is_user_model(spec):  # a user's module (config `module:`), gated by its own rule
+        net = user_network.build(spec, X.shape[1], dtype, seed)
+    else:
+        net = build_network(X.shape[1], list(spec["hidden"]), 10, spec.get("dropout", 0.0), dtype,
+                            seed, batch_norm=spec.get("batch_norm", False), init=spec.get("init"))
     cfg = dataclasses.replace(train_config(spec, lam, cycles, seed, X.shape[0]),
                               snapshot_cycles=snapshots)
-    log(f"training {spec['hidden'] or 'linear'} lam={lam:.4g} cycles={cycles} seed={seed} "
+    log(f"training {spec.get('module') or spec['hidden'] or 'linear'} lam={lam:.4g} cycles={cycles} seed={seed} "
         f"n_train={X.shape[0]} n_val={data['X_val'].shape[0]} dtype={dtype}")
     try:
         result = train(net, X, y, data["X_val"], data["y_val"], cfg, log=log)

@@ -13,12 +13,14 @@ from ..nn.network import build_network
 from ..nn.stack import train_stack
 from ..nn.train import TrainingDiverged, TrainResult
 from .runs import run, run_metrics, train_config
+from .user_model import is_user_model
 
 
 def stackable(spec: dict) -> bool:
-    """Whether `nn.stack.train_stack` can train runs of this spec together: plain SGD only (a
-    momentum or Adam run needs per-run optimiser state the stack does not keep)."""
-    return spec.get("optimizer", "sgd") == "sgd"
+    """Whether `nn.stack.train_stack` can train runs of this spec together: the study's own
+    networks with plain SGD only (a momentum or Adam run needs per-run optimiser state the stack
+    does not keep; a user's model is their own code, which the stack cannot lay side by side)."""
+    return spec.get("optimizer", "sgd") == "sgd" and not is_user_model(spec)
 
 
 def run_grid(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, dtype: str,
@@ -28,7 +30,7 @@ def run_grid(split_dir, spec: dict, lams: list[float], seed: int, cycles: int, d
     result is the (net, result, metrics) triple of its run; a diverged run is recorded."""
     if stackable(spec):
         return run_stack(split_dir, spec, lams, seed, cycles, dtype, log=log)
-    log(f"{spec.get('optimizer')!r} is not stacked: {len(lams)} runs one after the other")
+    log(f"not stacked ({spec.get('module') or spec.get('optimizer')}): {len(lams)} runs one after the other")
     return [run(split_dir, spec, lam, cycles, seed, dtype, evaluate_test=False,
                 record_divergence=True, log=log) for lam in lams]
 

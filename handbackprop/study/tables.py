@@ -86,7 +86,11 @@ def search_table(paths, stage: str, model: str, fine: dict | None = None) -> dic
 
 def network_of(arrays: dict, spec: dict, dtype: str) -> Network:
     """A trained network from its saved arrays (sizes, batch norm and running statistics from
-    the arrays; dropout from the spec)."""
+    the arrays; dropout from the spec); a user model's (spec `module`) through its module."""
+    if spec.get("module"):
+        from .user_network import from_arrays
+
+        return from_arrays(spec, arrays, dtype)
     return network_from_arrays(arrays, dropout=spec.get("dropout", 0.0), dtype=dtype)
 
 

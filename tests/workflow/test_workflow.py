@@ -271,31 +271,62 @@ def test_a_deleted_search_run_is_retrained_by_its_stage_job_and_comes_back_equal
     assert planned_jobs(snakemake(quick_run, "-n")) == {}
 
 
-BONUS_RUNS = tuple(f"{prefix}rule {r}:" for prefix in ("", "local")
-                   for r in ("aug_lambda_stack", "aug_lambda_run", "ablation_run", "init_run"))
+HEADLINE = {"gate_user_model", "lr_range", "search_stack", "coarse_run", "fine_run", "search_table",
+            "recipe_run", "recipe_table", "final_run", "final_summary"}
+BONUS = {"aug_lambda_stack", "aug_lambda_run", "ablation_run", "init_run"}
 
 
-def test_the_headline_results_come_before_any_bonus_job(quick_run):
-    """On 2 cores the headline chain (priority 10) goes first: every final run has started
-    before the first bonus run (priority 0) takes a core. Ordered by priority, not by a fake
-    input, so the bonus runs stay visible to the rerun check (test_consistency.py)."""
+def scheduling_rounds(log: str) -> list[dict]:
+    """The jobs of one Snakemake log: {rule, jobid, inputs, outputs, round started, round its
+    finish was seen}. A round is one "Select jobs to execute..." decision: the jobs it starts
+    were chosen together, from what was ready at that moment."""
+    jobs, by_id, rnd = [], {}, 0
+    lines = log.splitlines()
+    for i, ln in enumerate(lines):
+        if ln.startswith("Select jobs to execute"):
+            rnd += 1
+        m = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):$", ln)
+        if m:
+            block = {}
+            for b in lines[i + 1:i + 14]:
+                key, _, val = b.strip().partition(": ")
+                if key in ("input", "output", "jobid"):
+                    block[key] = val
+                if key == "jobid":
+                    break
+            job = {"rule": m.group(1), "jobid": block.get("jobid"), "round": rnd, "done": None,
+                   "inputs": set(filter(None, block.get("input", "").split(", "))),
+                   "outputs": set(filter(None, block.get("output", "").split(", ")))}
+            jobs.append(job)
+            by_id[job["jobid"]] = job
+        m = re.match(r"Finished jobid: (\d+)", ln)
+        if m and m.group(1) in by_id:
+            by_id[m.group(1)]["done"] = rnd  # ready for the next round's choice
+    return jobs
+
+
+def test_no_bonus_job_takes_a_core_a_headline_job_was_ready_for(quick_run):
+    """On 2 cores the headline chain (priority 10, range tests 20) goes first: whenever a bonus
+    job (priority 0) was started, no headline job that was already ready (every input made by an
+    earlier finished job) waited for a later round. Bonus jobs fill cores the headline chain
+    cannot use (say, while one model's last search stage runs alone), so "every final before any
+    bonus job" is not what priority promises. Ordered by priority, not by a fake input, so the
+    bonus runs stay visible to the rerun check (test_consistency.py)."""
     logs = sorted((quick_run / ".snakemake" / "log").glob("*.snakemake.log"))
-    first = next(p.read_text() for p in logs if "rule final_summary:" in p.read_text())
-    lines = first.splitlines()
+    jobs = scheduling_rounds(next(p.read_text() for p in logs if "rule final_summary:" in p.read_text()))
+    made_by = {out: j for j in jobs for out in j["outputs"]}
+    assert {j["rule"] for j in jobs} >= {"final_run", "init_run", "ablation_run", "aug_lambda_stack"}
 
-    def model_of(i):  # the wildcards line of the job block starting at line i
-        return next(re.search(r"model=([^,\s]+)", ln).group(1) for ln in lines[i:i + 12] if "wildcards:" in ln)
+    def ready_round(job):  # the first round after its last producer finished (0: from the start)
+        producers = [made_by[f] for f in job["inputs"] if f in made_by and made_by[f] is not job]
+        return max((p["done"] for p in producers), default=0)
 
-    finals = [(i, model_of(i)) for i, ln in enumerate(lines)
-              if ln.startswith(("rule final_run:", "localrule final_run:"))]
-    first_bonus = min(i for i, ln in enumerate(lines) if ln.startswith(BONUS_RUNS))
-    # The recipe's model trains its finals behind the recipe checkpoint: they become ready only
-    # when it finishes, with the ablation runs behind the same checkpoint, so priority orders
-    # them before the ablation (a bonus run ready earlier may already hold a core).
-    recipe_model = plan.recipe_model(load_config())
-    assert max(i for i, m in finals if m != recipe_model) < first_bonus
-    first_ablation = min(i for i, ln in enumerate(lines) if ln.endswith("rule ablation_run:"))
-    assert max(i for i, m in finals if m == recipe_model) < first_ablation
+    waited = [(b["rule"], b["round"], h["rule"], ready_round(h), h["round"])
+              for b in jobs if b["rule"] in BONUS
+              for h in jobs if h["rule"] in HEADLINE and ready_round(h) < b["round"] < h["round"]]
+    assert waited == [], waited  # (bonus rule, its round, headline rule, ready since, started)
+    finals = [j["round"] for j in jobs if j["rule"] == "final_run"]
+    assert finals and all(j["round"] >= ready_round(j) for j in jobs)  # the reading is consistent
 
 
 def test_rerunning_the_finals_does_not_rerun_the_bonus_experiments(quick_run):

@@ -79,6 +79,32 @@ def code_of(script):
 GATE_EVIDENCE = [f"{R}/gates/{g}.json" for g in ("gradcheck", "overfit", "trajectory")]
 
 
+# A user's model (models.<m>.module, study/user_model.py) is trained by the same code, so it
+# needs the study's gates, and its own: gate_user_model's verdict on its module.
+def is_user_model(model):
+    return bool(config["models"][model].get("module"))
+
+
+def gate_evidence(model):
+    """The gate files a training job of `model` requires."""
+    own = [f"{R}/gates/user/{model}.json"] if is_user_model(model) else []
+    return GATE_EVIDENCE + own
+
+
+def user_module(model):
+    """The user model's module file (an input of its gate and runs); [] for a built-in model."""
+    if not is_user_model(model):
+        return []
+    from handbackprop.study.user_model import module_file
+
+    return [os.path.relpath(module_file(config["models"][model]["module"]))]
+
+
+def user_gate_targets():
+    models = dict.fromkeys(config["search"]["models"] + FINAL["models"])
+    return [f"{R}/gates/user/{m}.json" for m in models if is_user_model(m)]
+
+
 wildcard_constraints:
     split="search|final",
     stage="coarse|fine",
@@ -374,6 +400,7 @@ def table_targets():
         )
     ]
     out += [f"{R}/gates/bug_table.json", f"{R}/gates/bug_table.csv"]
+    out += user_gate_targets()
     out += [
         f"{R}/lr_range/{m}.{ext}"
         for m in plan.range_models(config)

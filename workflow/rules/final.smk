@@ -8,7 +8,8 @@ rule final_run:
     input:
         split_files("final"),
         stats=split_stats("final"),
-        gates=GATE_EVIDENCE,
+        gates=lambda w: gate_evidence(w.model),
+        module=lambda w: user_module(w.model),
         code=code_of("train_run"),
         lam_source=lambda w: table_path(plan.lam_model(config, w.model), "fine"),
         recipe=lambda w: recipe_input(w.model),

@@ -62,6 +62,7 @@ rule report:
         audit=rules.audit.output.json,
         gates=GATE_EVIDENCE,
         bug_table=f"{R}/gates/bug_table.json",
+        user_gates=user_gate_targets(),
         searches=expand(
             f"{R}/search/{{model}}/{{stage}}.json",
             model=config["search"]["models"],

@@ -10,7 +10,8 @@ rule search_stack:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE,
+        gates=lambda w: gate_evidence(w.model),
+        module=lambda w: user_module(w.model),
         code=code_of("train_stack"),
         grid=lambda w: table_path(w.model, "coarse") if w.stage == "fine" else [],
         eta=lambda w: eta_input(w.model),
@@ -51,7 +52,8 @@ rule coarse_run:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE,
+        gates=lambda w: gate_evidence(w.model),
+        module=lambda w: user_module(w.model),
         code=code_of("train_stack"),
         eta=lambda w: eta_input(w.model),
         stack=f"{R}/search/{{model}}/coarse_seed{{seed}}.stack",
@@ -86,7 +88,8 @@ use rule coarse_run as fine_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE,
+        gates=lambda w: gate_evidence(w.model),
+        module=lambda w: user_module(w.model),
         code=code_of("train_stack"),
         eta=lambda w: eta_input(w.model),
         grid=lambda w: table_path(w.model, "coarse"),
