@@ -388,3 +388,7 @@ STACKED_BUGS = [
         "stacked training applies run i's lambda to run j (the per-run lambda vector rolled by one)",
         _patch(stack, "per_run_lams", _lam_of_run_i_applied_to_run_j)),
 ]
+
+# What the planted-bug table runs (workflow/scripts/bug_table.py): every bug, against every gate
+# the study trains behind, the stacked one included.
+TABLE_BUGS = [*CATALOGUE, *STACKED_BUGS]

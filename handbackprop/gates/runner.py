@@ -5,6 +5,7 @@ import numpy as np
 
 from .gradcheck import GradcheckThresholds, gradcheck
 from .overfit import overfit
+from .stacked import stacked_gate
 from .trajectory import trajectory
 
 
@@ -39,7 +40,8 @@ def run_trajectory(X, y, s: dict) -> dict:
                       float32_tolerance=s.get("float32_tolerance", 1e-4), **held)
 
 
-GATES = {"gradcheck": run_gradcheck, "overfit": run_overfit, "trajectory": run_trajectory}
+GATES = {"gradcheck": run_gradcheck, "overfit": run_overfit, "trajectory": run_trajectory,
+         "stacked": stacked_gate}
 
 
 def run_gate(name: str, X, y, settings: dict, log=None) -> dict:

@@ -282,6 +282,11 @@ def bug_table_settings(config: dict) -> dict:
         "trajectory": {**g["trajectory"],
                        "variants": {k: v for k, v in g["trajectory"]["variants"].items()
                                     if v.get("optimizer", "sgd") == "sgd"}},
+        # float64 only: under a bug that destabilises training, float32's rounding difference
+        # between stack and single run grows past its tolerance, a "catch" of rounding
+        "stacked": {**g["stacked"],
+                    "variants": {k: v for k, v in g["stacked"]["variants"].items()
+                                 if v.get("dtype", "float64") == "float64"}},
     }
 
 

@@ -77,6 +77,7 @@ def code_of(script):
 
 
 GATE_EVIDENCE = [f"{R}/gates/{g}.json" for g in ("gradcheck", "overfit", "trajectory")]
+STACKED_GATE = f"{R}/gates/stacked.json"
 
 
 # A user's model (models.<m>.module, study/user_model.py) is trained by the same code, so it
@@ -89,6 +90,13 @@ def gate_evidence(model):
     """The gate files a training job of `model` requires."""
     own = [f"{R}/gates/user/{model}.json"] if is_user_model(model) else []
     return GATE_EVIDENCE + own
+
+
+def stack_gate_evidence(model):
+    """The gate files a stage job of `model` requires: a job that trains its λ as a stack
+    (search_stack, aug_lambda_stack) runs the stacked path, which the stacked gate proves.
+    """
+    return gate_evidence(model) + [STACKED_GATE]
 
 
 def user_module(model):
@@ -315,6 +323,7 @@ SINGLE_JOB_RULES = [
     "gate_gradcheck",
     "gate_overfit",
     "gate_trajectory",
+    "gate_stacked",
     "gate_bug_table",
 ]
 
@@ -397,6 +406,7 @@ def table_targets():
             "gradcheck.md",
             "overfit.json",
             "trajectory.json",
+            "stacked.json",
         )
     ]
     out += [f"{R}/gates/bug_table.json", f"{R}/gates/bug_table.csv"]

@@ -61,6 +61,19 @@ use rule gate_overfit as gate_trajectory with:
         settings=config["gates"]["trajectory"],
 
 
+# The searches train their λ as one stack: this gate proves the stack equals the runs one by one.
+use rule gate_overfit as gate_stacked with:
+    output:
+        json=STACKED_GATE,
+    log:
+        f"{R}/logs/gate_stacked.log",
+    benchmark:
+        f"{R}/benchmarks/gate_stacked.tsv"
+    params:
+        gate="stacked",
+        settings=config["gates"]["stacked"],
+
+
 rule gate_bug_table:
     input:
         split_files("search"),

@@ -10,7 +10,7 @@ rule search_stack:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=lambda w: gate_evidence(w.model),
+        gates=lambda w: stack_gate_evidence(w.model),
         module=lambda w: user_module(w.model),
         code=code_of("train_stack"),
         grid=lambda w: table_path(w.model, "coarse") if w.stage == "fine" else [],
@@ -52,7 +52,7 @@ rule coarse_run:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=lambda w: gate_evidence(w.model),
+        gates=lambda w: stack_gate_evidence(w.model),
         module=lambda w: user_module(w.model),
         code=code_of("train_stack"),
         eta=lambda w: eta_input(w.model),
@@ -88,7 +88,7 @@ use rule coarse_run as fine_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=lambda w: gate_evidence(w.model),
+        gates=lambda w: stack_gate_evidence(w.model),
         module=lambda w: user_module(w.model),
         code=code_of("train_stack"),
         eta=lambda w: eta_input(w.model),

@@ -14,11 +14,11 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
 
     from handbackprop.atomic import atomic_path, write_json  # noqa: E402
     from handbackprop.data.splits import load_split  # noqa: E402
-    from handbackprop.gates.planted_bugs import run_catalogue  # noqa: E402
+    from handbackprop.gates.planted_bugs import TABLE_BUGS, run_catalogue  # noqa: E402
 
     sm = snakemake  # noqa: F821
     data = load_split(Path(sm.input.stats).parent)
-    rows = run_catalogue(data["X_train"], data["y_train"], sm.params.settings)
+    rows = run_catalogue(data["X_train"], data["y_train"], sm.params.settings, bugs=TABLE_BUGS)
     if rows[0]["caught_by"]:
         raise SystemExit(f"the correct code fails {rows[0]['caught_by']}: the gates are miscalibrated")
     not_planted = [r["bug"] for r in rows[1:] if not r["planted"]]
