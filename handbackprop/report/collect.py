@@ -1,10 +1,10 @@
 """Reading the study's outputs into one plain context dict for the report.
 
-Nothing here computes a result: the workflow computed every figure, and the audit rule
-(audit.py) checked them and wrote ``report/audit.json``, which is read here like any output.
-Paths follow the workflow's output layout below the results directory; the lists of models
-and seeds come from the config. A new section's data is one more ``collect_*`` function here,
-called from ``collect``.
+Nothing here computes or judges a result: the workflow computed every figure, the gates
+recorded their verdicts, and the audit rule (audit.py) checked the runs and wrote
+``report/audit.json``, which is read here like any output. Every file comes from the report
+rule's named inputs (inputs.py); which model or seed a file holds, it says itself. A new
+section's data is one more ``collect_*`` function here, called from ``collect``.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ..study import plan
 from ..audit.runs import schedule_of
 from .benchmarks import collect_benchmarks
 from .costs import collect_costs
+from .inputs import Inputs
 from .provenance import collect_provenance
 from .published import PUBLISHED_BY_MODEL, published_text
 
@@ -52,14 +53,13 @@ def read_csv_columns(path) -> dict[str, list]:
 
 
 # --------------------------------------------------------------------------------- data
-def collect_data(R: Path) -> dict:
-    stats = {s: read_json(R / "data" / s / "stats.json") for s in ("search", "final")}
+def collect_data(inp: Inputs) -> dict:
+    stats = {s: read_json(inp.one(f"{s}_stats")) for s in ("search", "final")}
     names = stats["final"]["label_names"]
-    final = R / "data" / "final"
-    with np.load(final / "norm.npz") as z:
+    with np.load(inp.one("norm")) as z:
         mean, std = np.asarray(z["mean"], float), np.asarray(z["std"], float)
-    y = np.load(final / "y_train.npy")
-    X = np.load(final / "X_train.npy", mmap_mode="r")  # the real split is 600 MB: read rows only
+    y = np.load(inp.one("y_train"))
+    X = np.load(inp.one("X_train"), mmap_mode="r")  # the real split is 600 MB: read rows only
     idx = [np.flatnonzero(y == c)[:SAMPLES_PER_CLASS] for c in range(len(names))]
     rows = np.concatenate(idx)
     pixels = np.asarray(X[np.sort(rows)], float)
@@ -81,7 +81,7 @@ def collect_data(R: Path) -> dict:
                          "mean_max": float(m.max()), "std_mean": float(s.mean()),
                          "std_min": float(s.min()), "std_max": float(s.max())})
     return {
-        "download": read_json(R / "data" / "download.json"),
+        "download": read_json(inp.one("download")),
         "stats": stats,
         "label_names": names,
         "splits": splits,
@@ -232,13 +232,13 @@ def init_scale_row(s: dict) -> dict:
             "ratio": s["ratio"], "allowed_factor": s["allowed_factor"]}
 
 
-def collect_gates(R: Path) -> dict:
-    ev = {g: read_json(R / "gates" / f"{g}.json") for g in GATES}
+def collect_gates(inp: Inputs) -> dict:
+    ev = {g: read_json(inp.one(g)) for g in GATES}
     gc = collect_gradcheck(ev["gradcheck"])
     overfit, init_scale = collect_overfit(ev["overfit"])
     tr = ev["trajectory"]
     traj = collect_trajectory(tr)
-    bug = read_json(R / "gates" / "bug_table.json")
+    bug = read_json(inp.one("bug_table"))
     hashes = {g: ev[g].get("code_hash") for g in GATES}
     columns = [g for g in (bug.get("settings") or GATES) if all(g in r for r in bug["rows"])]
     # A row names its scope once the bug table records it; until then the catalogue's bn_ prefix.
@@ -279,10 +279,15 @@ def collect_gates(R: Path) -> dict:
 
 
 # ------------------------------------------------------------------------ searches / finals
-def collect_searches(R: Path, config: dict) -> list[dict]:
+def collect_searches(paths) -> list[dict]:
+    """Each model's coarse and fine tables (`paths`: every table; each names its model and stage),
+    in the order of the first table of each model."""
+    by_model: dict[str, dict] = {}
+    for p in paths:
+        table = read_json(p)
+        by_model.setdefault(table["model"], {})[table["stage"]] = table
     out = []
-    for model in config["search"]["models"]:
-        stages = {s: read_json(R / "search" / model / f"{s}.json") for s in ("coarse", "fine")}
+    for model, stages in by_model.items():
         for st in stages.values():
             st["n_diverged_lams"] = sum(1 for r in st["rows"] if r.get("diverged"))
             st["n_diverged_runs"] = sum(r.get("n_diverged", 0) for r in st["rows"])
@@ -293,29 +298,34 @@ def collect_searches(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def collect_finals(R: Path, config: dict, audit: dict) -> list[dict]:
+def collect_finals(inp: Inputs, audit: dict) -> list[dict]:
     """Final runs with their histories; the schedule recomputed for the figure, and the audit's
-    comparison of it with the η each run recorded."""
+    comparison of it with the η each run recorded. A run's metrics, history and weights are the
+    same position of the inputs final_runs, histories and weights (one rule lists all three)."""
     checked = audit.get("schedule", {}).get("runs", {})
+    runs_of: dict[str, list] = {}
+    first_weights: dict[str, tuple] = {}  # model -> (seed, weights.npz) of its first run
+    for mpath, hpath, wpath in zip(inp.many("final_runs"), inp.many("histories"), inp.many("weights"),
+                                   strict=True):
+        m = read_json(mpath)
+        sched = schedule_of(m)
+        sched["max_abs_diff_recorded"] = checked.get(f"final/{m['model']}/seed{m['seed']}", {}).get("max_abs_diff")
+        runs_of.setdefault(m["model"], []).append({"seed": m["seed"], "metrics": m, "schedule": sched,
+                                                   "history": read_csv_columns(hpath)})
+        first_weights.setdefault(m["model"], (m["seed"], wpath))
     out = []
-    for model in config["final"]["models"]:
-        summary = read_json(R / "final" / model / "summary.json")
-        runs = []
-        for seed in config["final"]["seeds"]:
-            d = R / "final" / model / f"seed{seed}"
-            m = read_json(d / "metrics.json")
-            sched = schedule_of(m)
-            sched["max_abs_diff_recorded"] = checked.get(f"final/{model}/seed{seed}", {}).get("max_abs_diff")
-            runs.append({"seed": seed, "metrics": m, "history": read_csv_columns(d / "history.csv"),
-                         "schedule": sched})
+    for spath in inp.many("finals"):
+        summary = read_json(spath)
+        model = summary["model"]
         weight_images = None
-        wpath = R / "final" / model / f"seed{config['final']['seeds'][0]}" / "weights.npz"
-        if wpath.exists():
-            with np.load(wpath) as z:
+        if model in first_weights:
+            seed, wpath = first_weights[model]
+            with np.load(wpath) as z:  # a linear classifier's weights drawn as 32x32 images
                 if set(z.files) == {"W1", "b1"} and z["W1"].shape[0] == 3072:
                     W = np.asarray(z["W1"], float)
-                    weight_images = {"seed": config["final"]["seeds"][0], "images": [
+                    weight_images = {"seed": seed, "images": [
                         _minmax(W[:, c].reshape(3, 32, 32).transpose(1, 2, 0)) for c in range(W.shape[1])]}
+        runs = runs_of.get(model, [])
         pub = PUBLISHED_BY_MODEL.get(model)
         out.append({"model": model, "summary": summary, "runs": runs, "weight_images": weight_images,
                     "spec": summary.get("spec", {}), "lam_from": summary.get("spec", {}).get("lam_from"),
@@ -328,20 +338,20 @@ def _minmax(a):
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def collect_bonus(R: Path, config: dict) -> dict:
+def collect_bonus(inp: Inputs, config: dict) -> dict:
+    """The bonus experiments the rule gives (an input with no file: not in this config)."""
     bonus = config.get("bonus") or {}
     out = {}
-    if bonus.get("recipe") and (R / "bonus" / "recipe.json").exists():
-        out["recipe"] = {**read_json(R / "bonus" / "recipe.json"), "settings": bonus["recipe"],
+    if path := inp.optional("recipe"):
+        out["recipe"] = {**read_json(path), "settings": bonus["recipe"],
                          "model": (bonus.get("ablation") or {}).get("model")}
-    if bonus.get("ablation") and (R / "bonus" / "ablation.json").exists():
-        out["ablation"] = {**read_json(R / "bonus" / "ablation.json"), "settings": bonus["ablation"]}
-    if bonus.get("aug_vs_lambda") and (R / "bonus" / "aug_vs_lambda.json").exists():
-        out["aug_vs_lambda"] = collect_aug_vs_lambda(read_json(R / "bonus" / "aug_vs_lambda.json"),
-                                                     bonus["aug_vs_lambda"])
-    if bonus.get("init_sensitivity") and (R / "bonus" / "init_sensitivity.json").exists():
-        out["init_sensitivity"] = collect_init_sensitivity(R, read_json(R / "bonus" / "init_sensitivity.json"),
-                                                           bonus["init_sensitivity"], config.get("results"))
+    if path := inp.optional("ablation"):
+        out["ablation"] = {**read_json(path), "settings": bonus["ablation"]}
+    if path := inp.optional("aug_vs_lambda"):
+        out["aug_vs_lambda"] = collect_aug_vs_lambda(read_json(path), bonus["aug_vs_lambda"])
+    if path := inp.optional("init_sensitivity"):
+        out["init_sensitivity"] = collect_init_sensitivity(read_json(path), bonus["init_sensitivity"],
+                                                           inp.many("init_histories"))
     return out
 
 
@@ -360,43 +370,33 @@ def collect_aug_vs_lambda(av: dict, settings: dict) -> dict:
     return {**av, "per_lam": per_lam, "settings": settings}
 
 
-def history_path(R: Path, recorded: str, results_setting=None) -> Path:
-    """A history file the init table recorded (relative to the workflow's directory, or
-    absolute) as a path below this results directory."""
-    p = Path(recorded)
-    if p.is_absolute():
-        return p
-    if results_setting:
-        try:
-            return R / p.relative_to(Path(results_setting))
-        except ValueError:
-            pass
-    parts = p.parts
-    return R.joinpath(*parts[parts.index("bonus"):]) if "bonus" in parts else R / p
+def matching_input(recorded: str, paths: list[Path]) -> Path | None:
+    """The input whose path ends with the path the init table recorded (it records them below
+    the results folder), or None."""
+    parts = Path(recorded).parts
+    return next((p for p in paths if p.parts[-len(parts):] == parts or p == Path(recorded)), None)
 
 
-def collect_init_sensitivity(R: Path, init: dict, settings: dict, results_setting=None) -> dict:
+def collect_init_sensitivity(init: dict, settings: dict, histories: list[Path]) -> dict:
     rows = []
     for r in init["rows"]:
-        histories = []
+        runs = []
         for h in r.get("histories", []):
-            path = history_path(R, h, results_setting)
-            seed = next((part[4:] for part in path.parts if part.startswith("seed")), "?")
-            histories.append({"path": h, "seed": seed,
-                              "history": read_csv_columns(path) if path.exists() else None})
-        rows.append({**r, "runs": histories})
+            path = matching_input(h, histories)
+            seed = next((part[4:] for part in Path(h).parts if part.startswith("seed")), "?")
+            runs.append({"path": h, "seed": seed,
+                         "history": read_csv_columns(path) if path is not None else None})
+        rows.append({**r, "runs": runs})
     return {**init, "rows": rows, "settings": settings}
 
 
-def collect_lr_range(R: Path, config: dict) -> list[dict]:
-    """Each model's range test (those whose JSON exists), with where its training η comes from:
-    the test's bounds, or fixed in config.yaml (then both are shown)."""
+def collect_lr_range(paths, config: dict) -> list[dict]:
+    """Each model's range test (`paths`: the rule's; each names its model), with where its
+    training η comes from: the test's bounds, or fixed in config.yaml (then both are shown)."""
     out = []
-    for model in plan.range_models(config):
-        path = R / "lr_range" / f"{model}.json"
-        if not path.exists():
-            continue
+    for path in paths:
         rt = read_json(path)
+        model = rt["model"]
         b = rt["bounds"]
         source = plan.eta_source(config, model)
         spec = plan.model_spec(config, model)
@@ -413,32 +413,33 @@ def collect_lr_range(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None,
-            run_paths=None, machine_gemm_path=None, cores=None) -> dict:
+def collect(inputs, config: dict, results_dir, repo_dir=None, cores=None) -> dict:
     """The whole report context; figures are made from it separately.
 
-    audit: audit.json's content; benchmark_paths: this config's jobs' benchmark files (None:
-    no benchmark table); run_paths: every training run's metrics.json, machine_gemm_path: the
-    machine_gemm rule's output (the cost table: None without benchmark files); cores: the
-    cores the study ran on (None: unknown, e.g. on a cluster).
+    inputs: the report rule's named inputs (name -> path or paths; inputs.py); results_dir: the
+    results folder (the base of the benchmark and run paths in the cost table); cores: the cores
+    the study ran on (None: unknown, e.g. on a cluster).
     """
+    inp = inputs if isinstance(inputs, Inputs) else Inputs(inputs)
     R = Path(results_dir)
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
-    data = collect_data(R)
+    audit = read_json(inp.one("audit"))
+    data = collect_data(inp)
+    benchmarks = inp.many("benchmarks")
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results_dir": str(config.get("results", R)),
         "published": [{"model": m, "network": e["network"], "text": published_text(e)}
                       for m, e in PUBLISHED_BY_MODEL.items()],
         "data": data,
-        "gates": collect_gates(R),
+        "gates": collect_gates(inp),
         "audit": audit,
-        "lr_range": collect_lr_range(R, config),
-        "searches": collect_searches(R, config),
-        "finals": collect_finals(R, config, audit),
-        "bonus": collect_bonus(R, config),
-        "benchmarks": collect_benchmarks(benchmark_paths, R / "benchmarks"),
-        "costs": collect_costs(benchmark_paths, R / "benchmarks", run_paths, R, machine_gemm_path,
+        "lr_range": collect_lr_range(inp.many("lr_range"), config),
+        "searches": collect_searches(inp.many("searches")),
+        "finals": collect_finals(inp, audit),
+        "bonus": collect_bonus(inp, config),
+        "benchmarks": collect_benchmarks(benchmarks, R / "benchmarks"),
+        "costs": collect_costs(benchmarks, R / "benchmarks", inp.many("runs"), R, inp.optional("machine_gemm"),
                                config["search"]["models"], cores),
         "provenance": collect_provenance(config, repo, data["download"].get("md5")),
     }

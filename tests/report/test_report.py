@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, planned_jobs, snakemake
+from conftest import REPO, planned_jobs, report_inputs, snakemake
 from handbackprop.atomic import LOCK_NAME
 from handbackprop.report.build import build_report
 from handbackprop.report import figures as figmod
@@ -265,7 +265,8 @@ def test_no_git_checkout_is_reported_gracefully(tmp_path):
 def test_builds_without_bonus_outputs(quick_results, run_config, tmp_path):
     cfg = {**run_config, "bonus": {}}
     out = tmp_path / "report"
-    build_report(quick_results, cfg, out / "report.html", out / "report.md", log=lambda *a: None)
+    build_report(report_inputs(quick_results, cfg), cfg, out / "report.html", out / "report.md", quick_results,
+                 log=lambda *a: None)
     page = (out / "report.html").read_text()
     assert "bonus" not in sections(page) and "## Bonus experiments" not in (out / "report.md").read_text()
     assert "summary" in sections(page)
@@ -398,7 +399,7 @@ def test_search_replicates_error_bars_band_and_diverged(quick_results, sec, run_
                 f"{', '.join(lam(x) for x in fine['indistinguishable'])}. Rule: {fine['se_rule']}.") in s
     # mlp50 has seed replicates: its figure's error bars are the per-λ std, its band the
     # indistinguishable λ; one λ planted as diverged is drawn as × on the axis, not as an accuracy.
-    (entry,) = collect_searches(quick_results, {"search": {"models": ["mlp50"]}})
+    (entry,) = collect_searches([quick_results / "search" / "mlp50" / f"{s}.json" for s in ("coarse", "fine")])
     coarse = entry["coarse"]
     assert len(coarse["seeds"]) > 1
     gone = coarse["rows"][0]
@@ -505,7 +506,8 @@ def test_init_sensitivity_table_statement_and_curves(quick_results, sec, run_con
         assert (f"{'with' if r['batch_norm'] else 'without'} {sci(r['sigma'], 0)} {r['seeds']} {r['diverged']} {acc} "
                 f"{num(r['train_loss_mean'])}") in b
     from handbackprop.report.collect import collect_init_sensitivity
-    ctx = collect_init_sensitivity(quick_results, ins, run_config["bonus"]["init_sensitivity"], run_config["results"])
+    ctx = collect_init_sensitivity(ins, run_config["bonus"]["init_sensitivity"],
+                                   report_inputs(quick_results, run_config)["init_histories"])
     figmod.init_sensitivity(ctx)
     axes = drawn[0].axes  # rows: with / without batch norm; columns: loss / accuracy
     assert len(axes) == 4
@@ -740,7 +742,7 @@ def test_lr_range_section_table_and_curves(quick_results, sec, md, run_config, d
 
     s = sec["lr_range"]
     assert "## Learning-rate range tests" in md
-    tests = collect_lr_range(quick_results, run_config)
+    tests = collect_lr_range(report_inputs(quick_results, run_config)["lr_range"], run_config)
     assert [t["model"] for t in tests] == plan.range_models(run_config)
     for t in tests:
         rt = read(quick_results / "lr_range" / f"{t['model']}.json")
