@@ -142,50 +142,42 @@ def collect_gradcheck(gc: dict) -> dict:
             "bn_variants": [v["variant"] for v in gc["variants"] if v.get("batch_norm")]}
 
 
-def variant_tolerance(v: dict, tr: dict) -> float:
-    """A trajectory variant's own tolerance: its recorded one, else by its dtype."""
-    if v.get("tolerance") is not None:
-        return v["tolerance"]
-    if v.get("dtype") == "float32" and tr.get("float32_tolerance") is not None:
-        return tr["float32_tolerance"]
-    return tr["tolerance"]
-
-
 def collect_trajectory(tr: dict) -> dict:
+    """The trajectory gate's variants, one schema for plain and batch-norm ones: every variant
+    records its tolerance, its running statistics ({} without batch norm) and its `evaluation`
+    (plain: scored three ways; batch norm: eval()-mode probabilities against torch's)."""
     variants, evaluation, batch_norm = [], [], []
     for v in tr["variants"]:
-        wn = v.get("weight_norm_rel", {})
-        tol = variant_tolerance(v, tr)
+        wn, tol, ev = v["weight_norm_rel"], v["tolerance"], v["evaluation"] or {}
         features = [w for w, on in (("dropout " + str(v.get("dropout")), v.get("dropout")),
                                     ("flips", v.get("flip")), (f"±{v.get('max_shift')} px shifts", v.get("max_shift")),
-                                    ("batch norm", v.get("batch_norm"))) if on]
-        variants.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
-                         "dtype": v.get("dtype", "float64"), "tolerance": tol, "features": features,
-                         "batch_norm": bool(v.get("batch_norm")),
+                                    ("batch norm", v["batch_norm"])) if on]
+        variants.append({"variant": v["variant"], "optimizer": v["optimizer"],
+                         "dtype": v["dtype"], "tolerance": tol, "features": features,
+                         "batch_norm": v["batch_norm"],
                          "steps": v["steps"], "max_cost_rel": v["max_cost_rel"],
                          "weight_norm_rel": wn, "max_weight_norm_rel": max(wn.values()) if wn else None,
                          "ok": v["passed"], "costs": v["costs"], "torch_costs": v["torch_costs"],
                          "torch_etas": v.get("torch_etas", [])})
-        if v.get("batch_norm"):
-            st = v.get("state_norm_rel", {})
-            batch_norm.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
+        if v["batch_norm"]:
+            st, te = v["state_norm_rel"], ev.get("torch_eval", {})
+            batch_norm.append({"variant": v["variant"], "optimizer": v["optimizer"],
                                "state_norm_rel": st, "max_state_norm_rel": max(st.values()) if st else None,
-                               "eval_probs_norm_rel": v.get("eval_probs_norm_rel"),
-                               "eval_probs_max_abs": v.get("eval_probs_max_abs"),
-                               "n_eval_rows": v.get("n_eval_rows"), "tolerance": tol, "ok": v["passed"]})
-        ev = v.get("evaluation")
-        if ev:
-            for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
-                if key in ev:
-                    e = ev[key]
-                    evaluation.append({"variant": v["variant"], "dtype": v.get("dtype", "float64"),
-                                       "against": against, "n_rows": ev.get("n_rows"),
-                                       "loss": e.get("loss"), "ref_loss": e.get("ref_loss"),
-                                       "loss_rel": e.get("loss_rel"), "accuracy": e.get("accuracy"),
-                                       "ref_accuracy": e.get("ref_accuracy"),
-                                       "prob_max_abs": e.get("prob_max_abs"),
-                                       "mispredicted_rows": e.get("mispredicted_rows"),
-                                       "near_tie_rows": e.get("near_tie_rows")})
+                               "eval_probs_norm_rel": te.get("prob_norm_rel"),
+                               "eval_probs_max_abs": te.get("prob_max_abs"),
+                               "n_eval_rows": ev.get("n_rows"), "tolerance": tol, "ok": v["passed"]})
+            continue  # its evaluation is the batch-norm table's
+        for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
+            if key in ev:
+                e = ev[key]
+                evaluation.append({"variant": v["variant"], "dtype": v["dtype"],
+                                   "against": against, "n_rows": ev.get("n_rows"),
+                                   "loss": e.get("loss"), "ref_loss": e.get("ref_loss"),
+                                   "loss_rel": e.get("loss_rel"), "accuracy": e.get("accuracy"),
+                                   "ref_accuracy": e.get("ref_accuracy"),
+                                   "prob_max_abs": e.get("prob_max_abs"),
+                                   "mispredicted_rows": e.get("mispredicted_rows"),
+                                   "near_tie_rows": e.get("near_tie_rows")})
     ensembles = []
     for dtype, e in (tr.get("ensembles") or {}).items():
         vt, pairs = e.get("vs_torch", {}), e.get("identical_pairs", [])
