@@ -259,7 +259,7 @@ def report_inputs(results: Path, config: dict, benchmarks=False) -> dict:
            for name in ("recipe", "ablation", "aug_vs_lambda", "init_sensitivity")},
         "init_histories": sorted((R / "bonus" / "init_sensitivity").glob("*/seed*/history.csv")),
         "benchmarks": sorted((R / "benchmarks").rglob("*.tsv")) if benchmarks else [],
-        "runs": sorted(R.rglob("metrics.json")) if benchmarks else [],
+        "runs": sorted(R.rglob("metrics.json")),
         "machine_gemm": [R / "report" / "machine_gemm.json"] if benchmarks else [],
         "download": R / "data" / "download.json",
         "search_stats": R / "data" / "search" / "stats.json",

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..study import plan
 from ..audit.runs import schedule_of
 from .benchmarks import collect_benchmarks
 from .costs import collect_costs
@@ -382,20 +381,29 @@ def collect_init_sensitivity(init: dict, settings: dict, histories: list[Path]) 
     return {**init, "rows": rows, "settings": settings}
 
 
-def collect_lr_range(paths, config: dict) -> list[dict]:
-    """Each model's range test (`paths`: the rule's; each names its model), with where its
-    training η comes from: the test's bounds, or fixed in config.yaml (then both are shown)."""
+def recorded_eta(runs: list[dict], model: str) -> tuple[str, float, float]:
+    """(η source, η_min, η_max) that `model`'s training runs recorded (metrics.json `eta`); every
+    run of a model resolves the same η, and a disagreement is an error naming them."""
+    seen = {(r["eta"]["eta_source"], r["eta"]["eta_min"], r["eta"]["eta_max"])
+            for r in runs if r["model"] == model}
+    if len(seen) != 1:
+        raise ValueError(f"report: the training runs of {model!r} record "
+                         f"{'no η' if not seen else 'different η: ' + str(sorted(seen))}")
+    return seen.pop()
+
+
+def collect_lr_range(paths, runs: list[dict]) -> list[dict]:
+    """Each model's range test (`paths`: the rule's; each names its model), with the η its
+    training runs recorded: the test's bounds, or fixed in config.yaml (then both are shown)."""
     out = []
     for path in paths:
         rt = read_json(path)
         model = rt["model"]
         b = rt["bounds"]
-        source = plan.eta_source(config, model)
-        spec = plan.model_spec(config, model)
-        used = ((b["eta_min"], b["eta_max"]) if source == "range_test" else (spec["eta_min"], spec["eta_max"]))
+        source, eta_min, eta_max = recorded_eta(runs, model)
         out.append({"model": model, "eta_source": source, "bounds": b, "rule": b["rule"],
-                    "eta_min_used": used[0], "eta_max_used": used[1],
-                    "fixed": source == "config", "settings": rt["settings"], "spec": rt.get("spec", spec),
+                    "eta_min_used": eta_min, "eta_max_used": eta_max,
+                    "fixed": source == "config", "settings": rt["settings"], "spec": rt["spec"],
                     "stopped_early": rt["stopped_early"], "stop": rt.get("stop"),
                     "steps_done": rt["steps_done"], "steps_planned": rt["steps_planned"],
                     "n_train": rt.get("n_train"), "n_val_rows": rt.get("n_val_rows"),
@@ -418,6 +426,7 @@ def collect(inputs, config: dict, results_dir, repo_dir=None, cores=None) -> dic
     audit = read_json(inp.one("audit"))
     data = collect_data(inp)
     benchmarks = inp.many("benchmarks")
+    runs = [read_json(p) for p in inp.many("runs")]  # every training run's metrics.json
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results_dir": str(config.get("results", R)),
@@ -426,7 +435,7 @@ def collect(inputs, config: dict, results_dir, repo_dir=None, cores=None) -> dic
         "data": data,
         "gates": collect_gates(inp),
         "audit": audit,
-        "lr_range": collect_lr_range(inp.many("lr_range"), config),
+        "lr_range": collect_lr_range(inp.many("lr_range"), runs),
         "searches": collect_searches(inp.many("searches")),
         "finals": collect_finals(inp, audit),
         "bonus": collect_bonus(inp, config),

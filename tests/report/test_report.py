@@ -745,7 +745,8 @@ def test_lr_range_section_table_and_curves(quick_results, sec, md, run_config, d
 
     s = sec["lr_range"]
     assert "## Learning-rate range tests" in md
-    tests = collect_lr_range(report_inputs(quick_results, run_config)["lr_range"], run_config)
+    inputs = report_inputs(quick_results, run_config)
+    tests = collect_lr_range(inputs["lr_range"], [read(p) for p in inputs["runs"]])
     assert [t["model"] for t in tests] == plan.range_models(run_config)
     for t in tests:
         rt = read(quick_results / "lr_range" / f"{t['model']}.json")
