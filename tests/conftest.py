@@ -237,3 +237,37 @@ def make_split(directory: Path, n_train: int, n_val: int, n_test: int, seed: int
         np.save(directory / f"y_{part}.npy", y.astype(np.int64))
     np.savez(directory / "norm.npz", mean=np.zeros(3072), std=np.ones(3072))
     (directory / "stats.json").write_text(json.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+
+
+def report_inputs(results: Path, config: dict, benchmarks=False) -> dict:
+    """The report rule's named inputs for a finished results folder (its names: report.smk), for
+    tests that build a report outside Snakemake. benchmarks=False: no cost or benchmark table."""
+    from handbackprop.study import plan
+
+    R, bonus = Path(results), config.get("bonus") or {}
+    finals = [R / "final" / m / f"seed{s}" for m in config["final"]["models"] for s in config["final"]["seeds"]]
+    gates = {g: R / "gates" / f"{g}.json" for g in ("gradcheck", "overfit", "trajectory", "stacked", "bug_table")}
+    users = dict.fromkeys(m for m in config["search"]["models"] + config["final"]["models"]
+                          if config["models"][m].get("module"))
+    return {
+        "audit": R / "report" / "audit.json", **gates,
+        "user_gates": [R / "gates" / "user" / f"{m}.json" for m in users],
+        "searches": [R / "search" / m / f"{st}.json" for m in config["search"]["models"] for st in ("coarse", "fine")],
+        "finals": [R / "final" / m / "summary.json" for m in config["final"]["models"]],
+        "lr_range": [R / "lr_range" / f"{m}.json" for m in plan.range_models(config)],
+        "final_runs": [d / "metrics.json" for d in finals],
+        "histories": [d / "history.csv" for d in finals],
+        "weights": [d / "weights.npz" for d in finals],
+        **{name: [R / "bonus" / f"{name}.json"] if bonus.get(name) else []
+           for name in ("recipe", "ablation", "aug_vs_lambda", "init_sensitivity")},
+        "init_histories": sorted((R / "bonus" / "init_sensitivity").glob("*/seed*/history.csv")),
+        "benchmarks": sorted((R / "benchmarks").rglob("*.tsv")) if benchmarks else [],
+        "runs": sorted(R.rglob("metrics.json")),
+        "machine_gemm": [R / "report" / "machine_gemm.json"] if benchmarks else [],
+        "download": R / "data" / "download.json",
+        "search_stats": R / "data" / "search" / "stats.json",
+        "final_stats": R / "data" / "final" / "stats.json",
+        "norm": R / "data" / "final" / "norm.npz",
+        "X_train": R / "data" / "final" / "X_train.npy",
+        "y_train": R / "data" / "final" / "y_train.npy",
+    }

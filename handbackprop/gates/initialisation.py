@@ -41,7 +41,8 @@ def documented_std(net: Network, name: str) -> float:
 
 
 def init_scale_figures(name: str, net: Network, tolerance: float) -> tuple[dict, list[str]]:
-    """Per parameter: documented and empirical std, their ratio, the accepted band; failures."""
+    """Per parameter: documented and empirical std, their ratio, the accepted band and its
+    verdict (`passed`); failures."""
     if not tolerance > 1.0:
         raise ValueError(f"init_scale_tolerance must be a factor > 1, got {tolerance}")
     figs, failures = {}, []
@@ -49,16 +50,17 @@ def init_scale_figures(name: str, net: Network, tolerance: float) -> tuple[dict,
         p = np.asarray(p, dtype=np.float64)
         if pname.startswith("gamma"):  # batch-norm scale: exactly 1, as torch starts it
             figs[pname] = {"documented_value": 1.0, "max_abs_dev": float(np.max(np.abs(p - 1.0))),
-                           "n": int(p.size)}
-            if np.any(p != 1.0):
+                           "n": int(p.size), "passed": bool(np.all(p == 1.0))}
+            if not figs[pname]["passed"]:
                 failures.append(f"{name}: {pname} is documented to start at 1, max |{pname} - 1| "
                                 f"= {figs[pname]['max_abs_dev']:.3e}")
             continue
         doc = documented_std(net, pname)
         if doc == 0.0:
             emp = float(np.max(np.abs(p)))
-            figs[pname] = {"documented_std": 0.0, "max_abs": emp, "n": int(p.size)}
-            if emp != 0.0:
+            figs[pname] = {"documented_std": 0.0, "max_abs": emp, "n": int(p.size),
+                           "passed": emp == 0.0}
+            if not figs[pname]["passed"]:
                 failures.append(f"{name}: parameter {pname} is documented to start at 0, "
                                 f"max |{pname}| = {emp:.3e}")
             continue
@@ -66,8 +68,9 @@ def init_scale_figures(name: str, net: Network, tolerance: float) -> tuple[dict,
         band = max(math.log(tolerance), 6.0 / math.sqrt(2.0 * max(p.size - 1, 1)))
         ratio = emp / doc
         figs[pname] = {"documented_std": doc, "empirical_std": emp, "ratio": ratio,
-                       "allowed_factor": math.exp(band), "n": int(p.size)}
-        if not (ratio > 0 and abs(math.log(ratio)) <= band):
+                       "allowed_factor": math.exp(band), "n": int(p.size),
+                       "passed": bool(ratio > 0 and abs(math.log(ratio)) <= band)}
+        if not figs[pname]["passed"]:
             failures.append(f"{name}: initial std of {pname} is {emp:.3e}, {ratio:.3g}x the "
                             f"documented {doc:.3e} (allowed factor {math.exp(band):.3g})")
     return figs, failures

@@ -1,10 +1,10 @@
 """Reading the study's outputs into one plain context dict for the report.
 
-Nothing here computes a result: the workflow computed every figure, and the audit rule
-(audit.py) checked them and wrote ``report/audit.json``, which is read here like any output.
-Paths follow the workflow's output layout below the results directory; the lists of models
-and seeds come from the config. A new section's data is one more ``collect_*`` function here,
-called from ``collect``.
+Nothing here computes or judges a result: the workflow computed every figure, the gates
+recorded their verdicts, and the audit rule (audit.py) checked the runs and wrote
+``report/audit.json``, which is read here like any output. Every file comes from the report
+rule's named inputs (inputs.py); which model or seed a file holds, it says itself. A new
+section's data is one more ``collect_*`` function here, called from ``collect``.
 """
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..study import plan
 from ..audit.runs import schedule_of
 from .benchmarks import collect_benchmarks
 from .costs import collect_costs
+from .inputs import Inputs
 from .provenance import collect_provenance
 from .published import PUBLISHED_BY_MODEL, published_text
 
 # The only figures typed in (published.py): the published reference results, always labelled.
 PUBLISHED = PUBLISHED_BY_MODEL
 
-GATES = ("gradcheck", "overfit", "trajectory")
+GATES = ("gradcheck", "overfit", "trajectory", "stacked")
 # A bug-table cell: the gate failed on the bug, passed despite it, or never ran the planted code.
 BUG_CELLS = ("caught", "passed", "not run")
 CORRECT_CODE = "(none: correct code)"  # the bug table's control row
@@ -52,14 +52,13 @@ def read_csv_columns(path) -> dict[str, list]:
 
 
 # --------------------------------------------------------------------------------- data
-def collect_data(R: Path) -> dict:
-    stats = {s: read_json(R / "data" / s / "stats.json") for s in ("search", "final")}
+def collect_data(inp: Inputs) -> dict:
+    stats = {s: read_json(inp.one(f"{s}_stats")) for s in ("search", "final")}
     names = stats["final"]["label_names"]
-    final = R / "data" / "final"
-    with np.load(final / "norm.npz") as z:
+    with np.load(inp.one("norm")) as z:
         mean, std = np.asarray(z["mean"], float), np.asarray(z["std"], float)
-    y = np.load(final / "y_train.npy")
-    X = np.load(final / "X_train.npy", mmap_mode="r")  # the real split is 600 MB: read rows only
+    y = np.load(inp.one("y_train"))
+    X = np.load(inp.one("X_train"), mmap_mode="r")  # the real split is 600 MB: read rows only
     idx = [np.flatnonzero(y == c)[:SAMPLES_PER_CLASS] for c in range(len(names))]
     rows = np.concatenate(idx)
     pixels = np.asarray(X[np.sort(rows)], float)
@@ -81,7 +80,7 @@ def collect_data(R: Path) -> dict:
                          "mean_max": float(m.max()), "std_mean": float(s.mean()),
                          "std_min": float(s.min()), "std_max": float(s.max())})
     return {
-        "download": read_json(R / "data" / "download.json"),
+        "download": read_json(inp.one("download")),
         "stats": stats,
         "label_names": names,
         "splits": splits,
@@ -96,25 +95,33 @@ def collect_data(R: Path) -> dict:
 
 
 # -------------------------------------------------------------------------------- gates
+def verdict(row: dict, key: str, where: str) -> bool:
+    """A verdict the gate recorded in its JSON; the report never judges a figure again."""
+    if key not in row:
+        raise KeyError(f"{where}: no recorded verdict '{key}' (the gate JSON predates per-row "
+                       "verdicts: rerun the gate)")
+    return bool(row[key])
+
+
 def collect_gradcheck(gc: dict) -> dict:
-    """The gradient check's rows, and the headline: how close our gradient is to the long-double
-    one compared with autograd's (worst ratio of our error to torch's over every parameter)."""
+    """The gradient check's rows with the gate's verdicts, and the headline: how close our
+    gradient is to the long-double one compared with autograd's (worst ratio of our error to
+    torch's over every parameter)."""
     t = gc["thresholds"]
     rows = []
     for v in gc["variants"]:
         for pname, f in v["params"].items():
-            ok = (f["max_rel"] <= t["max_rel"] and f["norm_rel"] <= t["norm_rel"]
-                  and f["fd_norm_rel"] <= t["fd_norm_rel"])
-            if "exact_ratio" in f and t.get("exact_ratio") is not None and (gc.get("longdouble") or {}).get("extended"):
-                ok = ok and f["exact_ratio"] <= t["exact_ratio"]
             rows.append({
                 "variant": v["variant"], "param": pname, "shape": "×".join(map(str, f["shape"])),
                 "batch_norm": bool(v.get("batch_norm")),
                 "max_rel": f["max_rel"], "norm_rel": f["norm_rel"], "fd_norm_rel": f["fd_norm_rel"],
                 "fd_coords": f.get("fd_coords"), "exact_ours_err": f.get("exact_ours_err"),
-                "exact_torch_err": f.get("exact_torch_err"), "exact_ratio": f.get("exact_ratio"), "ok": ok})
+                "exact_torch_err": f.get("exact_torch_err"), "exact_ratio": f.get("exact_ratio"),
+                "exact_ratio_passed": f.get("exact_ratio_passed"), "limits": f.get("limits"),
+                "ok": verdict(f, "passed", f"gradcheck {v['variant']} {pname}")})
     costs = [{"variant": v["variant"], "cost": v["cost"], "torch_cost": v["torch_cost"],
-              "cost_rel": v["cost_rel"], "ok": v["cost_rel"] <= t["cost_rel"],
+              "cost_rel": v["cost_rel"], "limit": v.get("cost_limit"),
+              "ok": verdict(v, "cost_passed", f"gradcheck {v['variant']} cost"),
               "hidden": v.get("hidden"), "dropout": v.get("dropout"), "lam": v.get("lam"),
               "batch_norm": bool(v.get("batch_norm")), "n_images": v.get("n_images"),
               "exact_cost": v.get("exact_cost")} for v in gc["variants"]]
@@ -122,9 +129,10 @@ def collect_gradcheck(gc: dict) -> dict:
     worst = max(rated, key=lambda r: r["exact_ratio"]) if rated else None
     exact = None
     if worst:
+        # met: every parameter's ratio within the goal, as the gate judged each one
         exact = {"worst_ratio": worst["exact_ratio"], "worst_variant": worst["variant"],
                  "worst_param": worst["param"], "goal": t.get("exact_ratio"),
-                 "met": t.get("exact_ratio") is None or worst["exact_ratio"] <= t["exact_ratio"],
+                 "met": all(r["exact_ratio_passed"] is not False for r in rated),
                  "n_params": len(rated), "median_ratio": float(np.median([r["exact_ratio"] for r in rated])),
                  "max_ours_err": max(r["exact_ours_err"] for r in rated),
                  "max_torch_err": max(r["exact_torch_err"] for r in rated)}
@@ -133,50 +141,42 @@ def collect_gradcheck(gc: dict) -> dict:
             "bn_variants": [v["variant"] for v in gc["variants"] if v.get("batch_norm")]}
 
 
-def variant_tolerance(v: dict, tr: dict) -> float:
-    """A trajectory variant's own tolerance: its recorded one, else by its dtype."""
-    if v.get("tolerance") is not None:
-        return v["tolerance"]
-    if v.get("dtype") == "float32" and tr.get("float32_tolerance") is not None:
-        return tr["float32_tolerance"]
-    return tr["tolerance"]
-
-
 def collect_trajectory(tr: dict) -> dict:
+    """The trajectory gate's variants, one schema for plain and batch-norm ones: every variant
+    records its tolerance, its running statistics ({} without batch norm) and its `evaluation`
+    (plain: scored three ways; batch norm: eval()-mode probabilities against torch's)."""
     variants, evaluation, batch_norm = [], [], []
     for v in tr["variants"]:
-        wn = v.get("weight_norm_rel", {})
-        tol = variant_tolerance(v, tr)
+        wn, tol, ev = v["weight_norm_rel"], v["tolerance"], v["evaluation"] or {}
         features = [w for w, on in (("dropout " + str(v.get("dropout")), v.get("dropout")),
                                     ("flips", v.get("flip")), (f"±{v.get('max_shift')} px shifts", v.get("max_shift")),
-                                    ("batch norm", v.get("batch_norm"))) if on]
-        variants.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
-                         "dtype": v.get("dtype", "float64"), "tolerance": tol, "features": features,
-                         "batch_norm": bool(v.get("batch_norm")),
+                                    ("batch norm", v["batch_norm"])) if on]
+        variants.append({"variant": v["variant"], "optimizer": v["optimizer"],
+                         "dtype": v["dtype"], "tolerance": tol, "features": features,
+                         "batch_norm": v["batch_norm"],
                          "steps": v["steps"], "max_cost_rel": v["max_cost_rel"],
                          "weight_norm_rel": wn, "max_weight_norm_rel": max(wn.values()) if wn else None,
                          "ok": v["passed"], "costs": v["costs"], "torch_costs": v["torch_costs"],
                          "torch_etas": v.get("torch_etas", [])})
-        if v.get("batch_norm"):
-            st = v.get("state_norm_rel", {})
-            batch_norm.append({"variant": v["variant"], "optimizer": v.get("optimizer", "sgd"),
+        if v["batch_norm"]:
+            st, te = v["state_norm_rel"], ev.get("torch_eval", {})
+            batch_norm.append({"variant": v["variant"], "optimizer": v["optimizer"],
                                "state_norm_rel": st, "max_state_norm_rel": max(st.values()) if st else None,
-                               "eval_probs_norm_rel": v.get("eval_probs_norm_rel"),
-                               "eval_probs_max_abs": v.get("eval_probs_max_abs"),
-                               "n_eval_rows": v.get("n_eval_rows"), "tolerance": tol, "ok": v["passed"]})
-        ev = v.get("evaluation")
-        if ev:
-            for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
-                if key in ev:
-                    e = ev[key]
-                    evaluation.append({"variant": v["variant"], "dtype": v.get("dtype", "float64"),
-                                       "against": against, "n_rows": ev.get("n_rows"),
-                                       "loss": e.get("loss"), "ref_loss": e.get("ref_loss"),
-                                       "loss_rel": e.get("loss_rel"), "accuracy": e.get("accuracy"),
-                                       "ref_accuracy": e.get("ref_accuracy"),
-                                       "prob_max_abs": e.get("prob_max_abs"),
-                                       "mispredicted_rows": e.get("mispredicted_rows"),
-                                       "near_tie_rows": e.get("near_tie_rows")})
+                               "eval_probs_norm_rel": te.get("prob_norm_rel"),
+                               "eval_probs_max_abs": te.get("prob_max_abs"),
+                               "n_eval_rows": ev.get("n_rows"), "tolerance": tol, "ok": v["passed"]})
+            continue  # its evaluation is the batch-norm table's
+        for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
+            if key in ev:
+                e = ev[key]
+                evaluation.append({"variant": v["variant"], "dtype": v["dtype"],
+                                   "against": against, "n_rows": ev.get("n_rows"),
+                                   "loss": e.get("loss"), "ref_loss": e.get("ref_loss"),
+                                   "loss_rel": e.get("loss_rel"), "accuracy": e.get("accuracy"),
+                                   "ref_accuracy": e.get("ref_accuracy"),
+                                   "prob_max_abs": e.get("prob_max_abs"),
+                                   "mispredicted_rows": e.get("mispredicted_rows"),
+                                   "near_tie_rows": e.get("near_tie_rows")})
     ensembles = []
     for dtype, e in (tr.get("ensembles") or {}).items():
         vt, pairs = e.get("vs_torch", {}), e.get("identical_pairs", [])
@@ -192,51 +192,48 @@ def collect_trajectory(tr: dict) -> dict:
 
 
 def collect_overfit(of: dict) -> tuple[list, list]:
-    """(variants, init-scale rows: per variant and parameter, documented vs empirical std)."""
+    """(variants, init-scale rows: per variant and parameter, documented vs empirical std), each
+    with the overfit gate's recorded verdicts."""
     variants, init = [], []
     for v in of["variants"]:
-        init_gap = abs(v["initial_cost"] - v["ln10"])
-        variants.append({**{k: v[k] for k in v if k not in ("history", "init_scale")}, "init_gap": init_gap,
-                         "init_ok": init_gap <= v["init_tolerance"],
-                         "final_ok": v["final_loss"] <= v["loss_bound"],
+        variants.append({**{k: v[k] for k in v if k not in ("history", "init_scale")},
+                         "init_gap": abs(v["initial_cost"] - v["ln10"]),
+                         "init_ok": verdict(v, "init_passed", f"overfit {v['variant']} initial cost"),
+                         "final_ok": verdict(v, "final_passed", f"overfit {v['variant']} final loss"),
                          "history": {k: [h.get(k) for h in v.get("history", [])]
                                      for k in ("step", "eta", "train_loss", "train_accuracy")}})
         for pname, s in (v.get("init_scale") or {}).items():
-            init.append({"variant": v["variant"], "param": pname, **init_scale_row(s)})
+            init.append({"variant": v["variant"], "param": pname, **init_scale_row(s),
+                         "ok": verdict(s, "passed", f"overfit {v['variant']} initial {pname}")})
     return variants, init
 
 
 def init_scale_row(s: dict) -> dict:
     """One parameter's initial-scale figures in common columns. Three forms: a documented std
     (empirical std, ratio, allowed factor), a documented constant 1 (γ: max |γ − 1|), a
-    documented 0 (biases, β: max |p|). The pass rule is the overfit gate's."""
+    documented 0 (biases, β: max |p|)."""
     if "documented_value" in s:
         return {"n": s["n"], "documented": f"exactly {s['documented_value']:g}",
                 "measured": f"max |p − {s['documented_value']:g}| = {s['max_abs_dev']:.2e}",
-                "ratio": None, "allowed_factor": None, "ok": s["max_abs_dev"] == 0.0}
+                "ratio": None, "allowed_factor": None}
     if "empirical_std" not in s:
         return {"n": s["n"], "documented": "exactly 0", "measured": f"max |p| = {s['max_abs']:.2e}",
-                "ratio": None, "allowed_factor": None, "ok": s["max_abs"] == 0.0}
-    factor = s["allowed_factor"]
+                "ratio": None, "allowed_factor": None}
     return {"n": s["n"], "documented": f"std {s['documented_std']:.4g}", "measured": f"std {s['empirical_std']:.4g}",
-            "ratio": s["ratio"], "allowed_factor": factor,
-            "ok": s["ratio"] > 0 and abs(math.log(s["ratio"])) <= math.log(factor)}
+            "ratio": s["ratio"], "allowed_factor": s["allowed_factor"]}
 
 
 NETWORK_CHECKS = ("initial loss", "initial scale", "gradient", "overfit", "trajectory")
 
 
-def collect_user_gates(R: Path, config: dict) -> list[dict]:
-    """The gate_user_model verdict of each user model this config trains (models with
-    `module:`): one row per check, in the checks' order."""
-    used = dict.fromkeys(config["search"]["models"] + config["final"]["models"])
+def collect_user_gates(paths) -> list[dict]:
+    """The gate_user_model verdict of each user model this config trains (the report rule's
+    `user_gates`: gates/user/{model}.json): one row per check, in the checks' order."""
     out = []
-    for m in used:
-        if not config["models"][m].get("module"):
-            continue
-        ev = read_json(R / "gates" / "user" / f"{m}.json")
+    for path in paths:
+        ev = read_json(path)
         checks = ev.get("evidence", {}).get("checks", {})
-        out.append({"model": m, "target": ev["target"], "passed": bool(ev["passed"]),
+        out.append({"model": Path(path).stem, "target": ev["target"], "passed": bool(ev["passed"]),
                     "n_images": ev.get("n_images"), "sha256": ev.get("module_sha256", "")[:12],
                     # check_network's order (the JSON file's keys are sorted)
                     "checks": [{"check": k, "passed": bool(checks[k]["passed"]),
@@ -247,13 +244,13 @@ def collect_user_gates(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def collect_gates(R: Path) -> dict:
-    ev = {g: read_json(R / "gates" / f"{g}.json") for g in GATES}
+def collect_gates(inp: Inputs) -> dict:
+    ev = {g: read_json(inp.one(g)) for g in GATES}
     gc = collect_gradcheck(ev["gradcheck"])
     overfit, init_scale = collect_overfit(ev["overfit"])
     tr = ev["trajectory"]
     traj = collect_trajectory(tr)
-    bug = read_json(R / "gates" / "bug_table.json")
+    bug = read_json(inp.one("bug_table"))
     hashes = {g: ev[g].get("code_hash") for g in GATES}
     columns = [g for g in (bug.get("settings") or GATES) if all(g in r for r in bug["rows"])]
     # A row names its scope once the bug table records it; until then the catalogue's bn_ prefix.
@@ -283,6 +280,10 @@ def collect_gates(R: Path) -> dict:
         "trajectory_tolerance": tr["tolerance"],
         "trajectory_float32_tolerance": tr.get("float32_tolerance"),
         "trajectory_settings": tr.get("settings", {}),
+        "stacked": [{"variant": v["variant"], "dtype": v["dtype"], "lams": v["lams"], "steps": v["steps"],
+                     "max_cost_rel": v["max_cost_rel"], "max_weight_rel": v["max_weight_rel"],
+                     "tolerance": v["tolerance"], "ok": bool(v["passed"])}  # the gate's verdict
+                    for v in ev["stacked"]["variants"]],
         "bug_rows": bug_rows,
         # The gates that are columns of the bug table (a new gate becomes a column by itself).
         "bug_columns": columns,
@@ -294,10 +295,15 @@ def collect_gates(R: Path) -> dict:
 
 
 # ------------------------------------------------------------------------ searches / finals
-def collect_searches(R: Path, config: dict) -> list[dict]:
+def collect_searches(paths) -> list[dict]:
+    """Each model's coarse and fine tables (`paths`: every table; each names its model and stage),
+    in the order of the first table of each model."""
+    by_model: dict[str, dict] = {}
+    for p in paths:
+        table = read_json(p)
+        by_model.setdefault(table["model"], {})[table["stage"]] = table
     out = []
-    for model in config["search"]["models"]:
-        stages = {s: read_json(R / "search" / model / f"{s}.json") for s in ("coarse", "fine")}
+    for model, stages in by_model.items():
         for st in stages.values():
             st["n_diverged_lams"] = sum(1 for r in st["rows"] if r.get("diverged"))
             st["n_diverged_runs"] = sum(r.get("n_diverged", 0) for r in st["rows"])
@@ -308,29 +314,34 @@ def collect_searches(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def collect_finals(R: Path, config: dict, audit: dict) -> list[dict]:
+def collect_finals(inp: Inputs, audit: dict) -> list[dict]:
     """Final runs with their histories; the schedule recomputed for the figure, and the audit's
-    comparison of it with the η each run recorded."""
+    comparison of it with the η each run recorded. A run's metrics, history and weights are the
+    same position of the inputs final_runs, histories and weights (one rule lists all three)."""
     checked = audit.get("schedule", {}).get("runs", {})
+    runs_of: dict[str, list] = {}
+    first_weights: dict[str, tuple] = {}  # model -> (seed, weights.npz) of its first run
+    for mpath, hpath, wpath in zip(inp.many("final_runs"), inp.many("histories"), inp.many("weights"),
+                                   strict=True):
+        m = read_json(mpath)
+        sched = schedule_of(m)
+        sched["max_abs_diff_recorded"] = checked.get(f"final/{m['model']}/seed{m['seed']}", {}).get("max_abs_diff")
+        runs_of.setdefault(m["model"], []).append({"seed": m["seed"], "metrics": m, "schedule": sched,
+                                                   "history": read_csv_columns(hpath)})
+        first_weights.setdefault(m["model"], (m["seed"], wpath))
     out = []
-    for model in config["final"]["models"]:
-        summary = read_json(R / "final" / model / "summary.json")
-        runs = []
-        for seed in config["final"]["seeds"]:
-            d = R / "final" / model / f"seed{seed}"
-            m = read_json(d / "metrics.json")
-            sched = schedule_of(m)
-            sched["max_abs_diff_recorded"] = checked.get(f"final/{model}/seed{seed}", {}).get("max_abs_diff")
-            runs.append({"seed": seed, "metrics": m, "history": read_csv_columns(d / "history.csv"),
-                         "schedule": sched})
+    for spath in inp.many("finals"):
+        summary = read_json(spath)
+        model = summary["model"]
         weight_images = None
-        wpath = R / "final" / model / f"seed{config['final']['seeds'][0]}" / "weights.npz"
-        if wpath.exists():
-            with np.load(wpath) as z:
+        if model in first_weights:
+            seed, wpath = first_weights[model]
+            with np.load(wpath) as z:  # a linear classifier's weights drawn as 32x32 images
                 if set(z.files) == {"W1", "b1"} and z["W1"].shape[0] == 3072:
                     W = np.asarray(z["W1"], float)
-                    weight_images = {"seed": config["final"]["seeds"][0], "images": [
+                    weight_images = {"seed": seed, "images": [
                         _minmax(W[:, c].reshape(3, 32, 32).transpose(1, 2, 0)) for c in range(W.shape[1])]}
+        runs = runs_of.get(model, [])
         pub = PUBLISHED_BY_MODEL.get(model)
         out.append({"model": model, "summary": summary, "runs": runs, "weight_images": weight_images,
                     "spec": summary.get("spec", {}), "lam_from": summary.get("spec", {}).get("lam_from"),
@@ -343,20 +354,20 @@ def _minmax(a):
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def collect_bonus(R: Path, config: dict) -> dict:
+def collect_bonus(inp: Inputs, config: dict) -> dict:
+    """The bonus experiments the rule gives (an input with no file: not in this config)."""
     bonus = config.get("bonus") or {}
     out = {}
-    if bonus.get("recipe") and (R / "bonus" / "recipe.json").exists():
-        out["recipe"] = {**read_json(R / "bonus" / "recipe.json"), "settings": bonus["recipe"],
+    if path := inp.optional("recipe"):
+        out["recipe"] = {**read_json(path), "settings": bonus["recipe"],
                          "model": (bonus.get("ablation") or {}).get("model")}
-    if bonus.get("ablation") and (R / "bonus" / "ablation.json").exists():
-        out["ablation"] = {**read_json(R / "bonus" / "ablation.json"), "settings": bonus["ablation"]}
-    if bonus.get("aug_vs_lambda") and (R / "bonus" / "aug_vs_lambda.json").exists():
-        out["aug_vs_lambda"] = collect_aug_vs_lambda(read_json(R / "bonus" / "aug_vs_lambda.json"),
-                                                     bonus["aug_vs_lambda"])
-    if bonus.get("init_sensitivity") and (R / "bonus" / "init_sensitivity.json").exists():
-        out["init_sensitivity"] = collect_init_sensitivity(R, read_json(R / "bonus" / "init_sensitivity.json"),
-                                                           bonus["init_sensitivity"], config.get("results"))
+    if path := inp.optional("ablation"):
+        out["ablation"] = {**read_json(path), "settings": bonus["ablation"]}
+    if path := inp.optional("aug_vs_lambda"):
+        out["aug_vs_lambda"] = collect_aug_vs_lambda(read_json(path), bonus["aug_vs_lambda"])
+    if path := inp.optional("init_sensitivity"):
+        out["init_sensitivity"] = collect_init_sensitivity(read_json(path), bonus["init_sensitivity"],
+                                                           inp.many("init_histories"))
     return out
 
 
@@ -375,50 +386,49 @@ def collect_aug_vs_lambda(av: dict, settings: dict) -> dict:
     return {**av, "per_lam": per_lam, "settings": settings}
 
 
-def history_path(R: Path, recorded: str, results_setting=None) -> Path:
-    """A history file the init table recorded (relative to the workflow's directory, or
-    absolute) as a path below this results directory."""
-    p = Path(recorded)
-    if p.is_absolute():
-        return p
-    if results_setting:
-        try:
-            return R / p.relative_to(Path(results_setting))
-        except ValueError:
-            pass
-    parts = p.parts
-    return R.joinpath(*parts[parts.index("bonus"):]) if "bonus" in parts else R / p
+def matching_input(recorded: str, paths: list[Path]) -> Path | None:
+    """The input whose path ends with the path the init table recorded (it records them below
+    the results folder), or None."""
+    parts = Path(recorded).parts
+    return next((p for p in paths if p.parts[-len(parts):] == parts or p == Path(recorded)), None)
 
 
-def collect_init_sensitivity(R: Path, init: dict, settings: dict, results_setting=None) -> dict:
+def collect_init_sensitivity(init: dict, settings: dict, histories: list[Path]) -> dict:
     rows = []
     for r in init["rows"]:
-        histories = []
+        runs = []
         for h in r.get("histories", []):
-            path = history_path(R, h, results_setting)
-            seed = next((part[4:] for part in path.parts if part.startswith("seed")), "?")
-            histories.append({"path": h, "seed": seed,
-                              "history": read_csv_columns(path) if path.exists() else None})
-        rows.append({**r, "runs": histories})
+            path = matching_input(h, histories)
+            seed = next((part[4:] for part in Path(h).parts if part.startswith("seed")), "?")
+            runs.append({"path": h, "seed": seed,
+                         "history": read_csv_columns(path) if path is not None else None})
+        rows.append({**r, "runs": runs})
     return {**init, "rows": rows, "settings": settings}
 
 
-def collect_lr_range(R: Path, config: dict) -> list[dict]:
-    """Each model's range test (those whose JSON exists), with where its training η comes from:
-    the test's bounds, or fixed in config.yaml (then both are shown)."""
+def recorded_eta(runs: list[dict], model: str) -> tuple[str, float, float]:
+    """(η source, η_min, η_max) that `model`'s training runs recorded (metrics.json `eta`); every
+    run of a model resolves the same η, and a disagreement is an error naming them."""
+    seen = {(r["eta"]["eta_source"], r["eta"]["eta_min"], r["eta"]["eta_max"])
+            for r in runs if r["model"] == model}
+    if len(seen) != 1:
+        raise ValueError(f"report: the training runs of {model!r} record "
+                         f"{'no η' if not seen else 'different η: ' + str(sorted(seen))}")
+    return seen.pop()
+
+
+def collect_lr_range(paths, runs: list[dict]) -> list[dict]:
+    """Each model's range test (`paths`: the rule's; each names its model), with the η its
+    training runs recorded: the test's bounds, or fixed in config.yaml (then both are shown)."""
     out = []
-    for model in plan.range_models(config):
-        path = R / "lr_range" / f"{model}.json"
-        if not path.exists():
-            continue
+    for path in paths:
         rt = read_json(path)
+        model = rt["model"]
         b = rt["bounds"]
-        source = plan.eta_source(config, model)
-        spec = plan.model_spec(config, model)
-        used = ((b["eta_min"], b["eta_max"]) if source == "range_test" else (spec["eta_min"], spec["eta_max"]))
+        source, eta_min, eta_max = recorded_eta(runs, model)
         out.append({"model": model, "eta_source": source, "bounds": b, "rule": b["rule"],
-                    "eta_min_used": used[0], "eta_max_used": used[1],
-                    "fixed": source == "config", "settings": rt["settings"], "spec": rt.get("spec", spec),
+                    "eta_min_used": eta_min, "eta_max_used": eta_max,
+                    "fixed": source == "config", "settings": rt["settings"], "spec": rt["spec"],
                     "stopped_early": rt["stopped_early"], "stop": rt.get("stop"),
                     "steps_done": rt["steps_done"], "steps_planned": rt["steps_planned"],
                     "n_train": rt.get("n_train"), "n_val_rows": rt.get("n_val_rows"),
@@ -428,32 +438,34 @@ def collect_lr_range(R: Path, config: dict) -> list[dict]:
     return out
 
 
-def collect(results_dir, config: dict, audit: dict, benchmark_paths=None, repo_dir=None,
-            run_paths=None, machine_gemm_path=None, cores=None) -> dict:
+def collect(inputs, config: dict, results_dir, repo_dir=None, cores=None) -> dict:
     """The whole report context; figures are made from it separately.
 
-    audit: audit.json's content; benchmark_paths: this config's jobs' benchmark files (None:
-    no benchmark table); run_paths: every training run's metrics.json, machine_gemm_path: the
-    machine_gemm rule's output (the cost table: None without benchmark files); cores: the
-    cores the study ran on (None: unknown, e.g. on a cluster).
+    inputs: the report rule's named inputs (name -> path or paths; inputs.py); results_dir: the
+    results folder (the base of the benchmark and run paths in the cost table); cores: the cores
+    the study ran on (None: unknown, e.g. on a cluster).
     """
+    inp = inputs if isinstance(inputs, Inputs) else Inputs(inputs)
     R = Path(results_dir)
     repo = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
-    data = collect_data(R)
+    audit = read_json(inp.one("audit"))
+    data = collect_data(inp)
+    benchmarks = inp.many("benchmarks")
+    runs = [read_json(p) for p in inp.many("runs")]  # every training run's metrics.json
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "results_dir": str(config.get("results", R)),
         "published": [{"model": m, "network": e["network"], "text": published_text(e)}
                       for m, e in PUBLISHED_BY_MODEL.items()],
         "data": data,
-        "gates": {**collect_gates(R), "user_models": collect_user_gates(R, config)},
+        "gates": {**collect_gates(inp), "user_models": collect_user_gates(inp.many("user_gates"))},
         "audit": audit,
-        "lr_range": collect_lr_range(R, config),
-        "searches": collect_searches(R, config),
-        "finals": collect_finals(R, config, audit),
-        "bonus": collect_bonus(R, config),
-        "benchmarks": collect_benchmarks(benchmark_paths, R / "benchmarks"),
-        "costs": collect_costs(benchmark_paths, R / "benchmarks", run_paths, R, machine_gemm_path,
+        "lr_range": collect_lr_range(inp.many("lr_range"), runs),
+        "searches": collect_searches(inp.many("searches")),
+        "finals": collect_finals(inp, audit),
+        "bonus": collect_bonus(inp, config),
+        "benchmarks": collect_benchmarks(benchmarks, R / "benchmarks"),
+        "costs": collect_costs(benchmarks, R / "benchmarks", inp.many("runs"), R, inp.optional("machine_gemm"),
                                config["search"]["models"], cores),
         "provenance": collect_provenance(config, repo, data["download"].get("md5")),
     }

@@ -23,11 +23,10 @@ import numpy as np
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainingDiverged, train
-from ..runfiles import read_json
+from . import resolve
 from .plan import range_steps
 from .runs import train_config
 
-SOURCES = ("range_test", "config")
 CURVE_COLUMNS = ("step", "epoch", "eta", "loss_raw", "loss_smoothed", "val_accuracy", "val_loss")
 
 
@@ -190,24 +189,6 @@ def curve_csv(result: dict) -> str:
 
 
 def apply_eta(spec: dict, range_result, source: str) -> tuple[dict, dict]:
-    """The spec a training job runs with, and what to record about its η.
-
-    source "range_test": η_min/η_max from the range test's bounds (`range_result`: its dict,
-    or the path of its JSON); "config": the spec's own, fixed in config.yaml. A fixed-η job
-    does not read the range test (range_result None), so rerunning the test does not rerun
-    it; the report shows the test's suggestion beside the fixed value.
-    """
-    if source not in SOURCES:
-        raise ValueError(f"eta source must be one of {SOURCES}, got {source!r}")
-    if source == "config":
-        return spec, {"eta_source": source, "eta_min": float(spec["eta_min"]),
-                      "eta_max": float(spec["eta_max"])}
-    if range_result is None:
-        raise ValueError("eta source 'range_test' needs the model's range-test result")
-    if not isinstance(range_result, dict):
-        range_result = read_json(range_result)
-    b = range_result["bounds"]
-    spec = {**spec, "eta_min": float(b["eta_min"]), "eta_max": float(b["eta_max"])}
-    info = {"eta_source": source, "eta_min": float(spec["eta_min"]), "eta_max": float(spec["eta_max"]),
-            "range_model": range_result.get("model"), "peak_at_edge": bool(b["peak_at_edge"])}
-    return spec, info
+    """The spec with its η and what to record about it: the last step of resolve.resolve (kept
+    for the scripts that call it)."""
+    return resolve.with_eta(spec, source, range_result)

@@ -66,7 +66,7 @@ def model_spec(config: dict, model: str, **overrides) -> dict:
     """The training defaults with the model's own settings, then `overrides`, on top.
 
     A model whose η comes from its range test (eta_source "range_test") gets no eta_min/eta_max
-    here: the job takes them from the test's JSON (lr_range.apply_eta), so the training
+    here: the job takes them from the test's JSON (resolve.with_eta), so the training
     defaults' η, which it never uses, is not in its params and changing it reruns nothing."""
     spec = {**config["training"], **config["models"][model], **overrides}
     spec.setdefault("dropout", 0.0)
@@ -338,6 +338,8 @@ def use_key(config: dict, use: TrainingUse, name: str) -> str:
 def validate(config: dict) -> None:
     """Raise ConfigError naming the first key whose value does not fit the others."""
     models = config["models"]
+    for m in models:
+        eta_source(config, m)  # eta_max: a number or range_test
     for key in ("search", "final"):
         for m in config[key]["models"]:
             if m not in models:
@@ -431,10 +433,22 @@ RANGE_KEYS = ("epochs", "eta_low", "eta_high", "record_every", "val_rows", "lam"
 BONUS_EXPERIMENTS = ("ablation", "aug_vs_lambda", "init_sensitivity")
 
 
+RANGE_TEST = "range_test"
+ETA_SOURCES = (RANGE_TEST, "config")  # where a run's η_min/η_max come from
+
+
 def eta_source(config: dict, model: str) -> str:
-    """Where a model's η_min/η_max come from: "config" when its own entry in `models:` fixes
-    eta_max, else "range_test" (its learning-rate range test, which also sets η_min)."""
-    return "config" if "eta_max" in config["models"][model] else "range_test"
+    """Where a model's η_min/η_max come from, the value of its `eta_max`: the string
+    `range_test` (also when the key is absent, the default) → "range_test", its learning-rate
+    range test, which also sets η_min; a positive number → "config", fixed there (with the
+    training defaults' eta_min unless the model sets its own)."""
+    value = config["models"][model].get("eta_max", RANGE_TEST)
+    if value == RANGE_TEST:
+        return RANGE_TEST
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"models.{model}.eta_max",
+                          f"must be a positive number or '{RANGE_TEST}', got {value!r}")
+    return "config"
 
 
 def range_model(config: dict, name: str) -> str:

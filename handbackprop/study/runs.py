@@ -9,8 +9,7 @@ import numpy as np
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainConfig, TrainingDiverged, TrainResult, ensemble_metrics, train
-from ..runfiles import read_json
-from . import user_model, user_network
+from . import resolve, user_model, user_network
 from .plan import TRAIN_KEYS, step_size
 
 
@@ -42,13 +41,9 @@ def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
 
 
 def with_recipe(spec: dict, recipe_path=None, switches: dict | None = None) -> dict:
-    """The spec a run trains: the configured one, then the recipe the recipe search chose (a
-    final or ablation run of the recipe model: `recipe_path` is bonus/recipe.json), then the
-    ablation's switches, which turn an improvement of that recipe off."""
-    if isinstance(recipe_path, (list, tuple)):
-        recipe_path = recipe_path[0] if recipe_path else None
-    recipe = read_json(recipe_path, "recipe") if recipe_path else {}
-    return {**spec, **recipe, **(switches or {})}
+    """The configured spec, then the chosen recipe, then the ablation's switches: the first
+    steps of resolve.resolve (kept for the scripts that call it)."""
+    return resolve.layered(spec, recipe_path, switches)
 
 
 def time_split(result: TrainResult) -> dict:

@@ -72,7 +72,8 @@ def test_trajectory_variants_agree_with_batchnorm1d(images):
         assert set(v["state_norm_rel"]) == {"mean1", "var1", "mean2", "var2"}
         assert max(v["weight_norm_rel"].values()) < 1e-12
         assert max(v["state_norm_rel"].values()) < 1e-12
-        assert v["eval_probs_norm_rel"] < 1e-12 and v["n_eval_rows"] == 100
+        ev = v["evaluation"]  # the schema of every variant: evaluation evidence under `evaluation`
+        assert ev["torch_eval"]["prob_norm_rel"] < 1e-12 and ev["n_rows"] == 100
         assert min(v["weight_moved"].values()) > 1e-4  # every array did change: not a vacuous match
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, planned_jobs, snakemake
+from conftest import REPO, planned_jobs, report_inputs, snakemake
 from handbackprop.atomic import LOCK_NAME
 from handbackprop.report.build import build_report
 from handbackprop.report import figures as figmod
 from handbackprop.report.build import lam, pct, pm, sci
-from handbackprop.report.collect import PUBLISHED, collect_searches, variant_tolerance
+from handbackprop.report.collect import PUBLISHED, collect_searches
 from handbackprop.report.published import PUBLISHED_BY_MODEL, published_text
 from handbackprop.report.render import environment, num
 from handbackprop.report.provenance import collect_git
@@ -265,7 +265,8 @@ def test_no_git_checkout_is_reported_gracefully(tmp_path):
 def test_builds_without_bonus_outputs(quick_results, run_config, tmp_path):
     cfg = {**run_config, "bonus": {}}
     out = tmp_path / "report"
-    build_report(quick_results, cfg, out / "report.html", out / "report.md", log=lambda *a: None)
+    build_report(report_inputs(quick_results, cfg), cfg, out / "report.html", out / "report.md", quick_results,
+                 log=lambda *a: None)
     page = (out / "report.html").read_text()
     assert "bonus" not in sections(page) and "## Bonus experiments" not in (out / "report.md").read_text()
     assert "summary" in sections(page)
@@ -325,7 +326,7 @@ def test_gradcheck_exact_gradient_headline(quick_results, sec, md, drawn):
 
 def test_trajectory_figure_draws_each_variant_against_its_own_tolerance(quick_results, sec, drawn):
     tr = read(quick_results / "gates" / "trajectory.json")
-    tols = {v["variant"]: variant_tolerance(v, tr) for v in tr["variants"]}
+    tols = {v["variant"]: v["tolerance"] for v in tr["variants"]}  # each variant records its own
     assert {tols[v["variant"]] for v in tr["variants"] if v["dtype"] == "float32"} == {tr["float32_tolerance"]}
     assert {tols[v["variant"]] for v in tr["variants"] if v["dtype"] == "float64"} == {tr["tolerance"]}
     gates = {"trajectory": [{**v, "tolerance": tols[v["variant"]]} for v in tr["variants"]]}
@@ -345,12 +346,15 @@ def test_trajectory_figure_draws_each_variant_against_its_own_tolerance(quick_re
                 assert _close(list(ln.get_ydata()), rel) and max(rel) <= limits[0]
     g = sec["gates"]
     for v in tr["variants"]:
-        if v.get("batch_norm"):
-            st = v["state_norm_rel"]
+        if v["batch_norm"]:
+            st, ev = v["state_norm_rel"], v["evaluation"]
             assert (f"{v['variant']} {v['optimizer']} " + ", ".join(f"{k} {sci(x)}" for k, x in st.items())
-                    + f" {sci(v['eval_probs_norm_rel'])} {sci(v['eval_probs_max_abs'])} {v['n_eval_rows']}") in g
+                    + f" {sci(ev['torch_eval']['prob_norm_rel'])} {sci(ev['torch_eval']['prob_max_abs'])} "
+                    f"{ev['n_rows']}") in g
+            continue  # a batch-norm variant's evaluation is the batch-norm table's
+        assert v["state_norm_rel"] == {}  # one schema: a plain variant has no running statistics
         for key, against in (("forward", "plain forward pass"), ("torch_eval", "torch eval()")):
-            if v.get("evaluation", {}).get(key):
+            if (v["evaluation"] or {}).get(key):
                 e = v["evaluation"][key]
                 assert (f"{v['variant']} {v['dtype']} {against} {v['evaluation']['n_rows']} {num(e['loss'], 10)} "
                         f"{num(e['ref_loss'], 10)} {sci(e['loss_rel'])} {pct(e['accuracy'])}") in g
@@ -398,7 +402,7 @@ def test_search_replicates_error_bars_band_and_diverged(quick_results, sec, run_
                 f"{', '.join(lam(x) for x in fine['indistinguishable'])}. Rule: {fine['se_rule']}.") in s
     # mlp50 has seed replicates: its figure's error bars are the per-λ std, its band the
     # indistinguishable λ; one λ planted as diverged is drawn as × on the axis, not as an accuracy.
-    (entry,) = collect_searches(quick_results, {"search": {"models": ["mlp50"]}})
+    (entry,) = collect_searches([quick_results / "search" / "mlp50" / f"{s}.json" for s in ("coarse", "fine")])
     coarse = entry["coarse"]
     assert len(coarse["seeds"]) > 1
     gone = coarse["rows"][0]
@@ -505,7 +509,8 @@ def test_init_sensitivity_table_statement_and_curves(quick_results, sec, run_con
         assert (f"{'with' if r['batch_norm'] else 'without'} {sci(r['sigma'], 0)} {r['seeds']} {r['diverged']} {acc} "
                 f"{num(r['train_loss_mean'])}") in b
     from handbackprop.report.collect import collect_init_sensitivity
-    ctx = collect_init_sensitivity(quick_results, ins, run_config["bonus"]["init_sensitivity"], run_config["results"])
+    ctx = collect_init_sensitivity(ins, run_config["bonus"]["init_sensitivity"],
+                                   report_inputs(quick_results, run_config)["init_histories"])
     figmod.init_sensitivity(ctx)
     axes = drawn[0].axes  # rows: with / without batch norm; columns: loss / accuracy
     assert len(axes) == 4
@@ -740,7 +745,8 @@ def test_lr_range_section_table_and_curves(quick_results, sec, md, run_config, d
 
     s = sec["lr_range"]
     assert "## Learning-rate range tests" in md
-    tests = collect_lr_range(quick_results, run_config)
+    inputs = report_inputs(quick_results, run_config)
+    tests = collect_lr_range(inputs["lr_range"], [read(p) for p in inputs["runs"]])
     assert [t["model"] for t in tests] == plan.range_models(run_config)
     for t in tests:
         rt = read(quick_results / "lr_range" / f"{t['model']}.json")

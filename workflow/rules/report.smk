@@ -58,10 +58,15 @@ rule machine_gemm:
 
 
 rule report:
+    # Every file the report reads, by name (handbackprop/report/inputs.py): the report never
+    # rebuilds a path. A list's files each say which model, stage or seed they hold.
     input:
         audit=rules.audit.output.json,
-        gates=GATE_EVIDENCE,
-        bug_table=f"{R}/gates/bug_table.json",
+        gradcheck=rules.gate_gradcheck.output.json,
+        overfit=rules.gate_overfit.output.json,
+        trajectory=rules.gate_trajectory.output.json,
+        stacked=rules.gate_stacked.output.json,
+        bug_table=rules.gate_bug_table.output.json,
         user_gates=user_gate_targets(),
         searches=expand(
             f"{R}/search/{{model}}/{{stage}}.json",
@@ -70,9 +75,15 @@ rule report:
         ),
         finals=[f"{R}/final/{m}/summary.json" for m in FINAL["models"]],
         lr_range=range_targets(),
+        # one final run per position in all three lists
+        final_runs=final_files("metrics.json"),
         histories=final_files("history.csv"),
         weights=final_files("weights.npz"),
-        bonus=bonus_targets(),
+        # a bonus experiment the config leaves out is an empty input
+        recipe=RECIPE_JSON if RECIPE else [],
+        ablation=f"{R}/bonus/ablation.json" if ABL else [],
+        aug_vs_lambda=f"{R}/bonus/aug_vs_lambda.json" if AVL else [],
+        init_sensitivity=f"{R}/bonus/init_sensitivity.json" if INIT else [],
         # The init-sensitivity curves are drawn from each run's history.
         init_histories=lambda wildcards: [
             str(Path(r).with_name("history.csv")) for r in init_runs(wildcards)
@@ -83,9 +94,11 @@ rule report:
         machine_gemm=MACHINE_GEMM,
         code=code_of("report"),
         download=f"{R}/data/download.json",
-        stats=[split_stats("search"), split_stats("final")],
+        search_stats=split_stats("search"),
+        final_stats=split_stats("final"),
         norm=f"{R}/data/final/norm.npz",
-        samples=[f"{R}/data/final/X_train.npy", f"{R}/data/final/y_train.npy"],
+        X_train=f"{R}/data/final/X_train.npy",
+        y_train=f"{R}/data/final/y_train.npy",
     output:
         html=report(
             f"{R}/report/report.html",

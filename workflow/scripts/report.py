@@ -14,7 +14,6 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
 
     sm = snakemake  # noqa: F821
     results = Path(sm.output.html).parents[1]  # {results}/report/report.html
-    build_report(results, sm.params.config, sm.output.html, sm.output.md,
-                 repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, audit_path=sm.input.audit,
-                 benchmark_paths=sm.input.benchmarks, run_paths=sm.input.get("runs"),
-                 machine_gemm_path=sm.input.get("machine_gemm"), cores=sm.params.cores)
+    # The rule's named inputs are every file the report reads.
+    build_report(sm.input, sm.params.config, sm.output.html, sm.output.md, results,
+                 repo_dir=Path(sm.scriptdir).resolve().parents[1], log=print, cores=sm.params.cores)

@@ -11,13 +11,14 @@ stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.runfiles import write_run
-    from handbackprop.study import kinds, lr_range, runs
+    from handbackprop.study import kinds, resolve, runs
 
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
-    spec = runs.with_recipe(sm.params.spec, sm.input.get("recipe"), sm.params.switches)
-    # η_min/η_max: the model's range test, or fixed in config.yaml (then there is no eta input)
-    spec, eta = lr_range.apply_eta(spec, sm.input.get("eta") or None, sm.params.eta_source)
+    # config spec → chosen recipe → ablation switches → η (the range test's, or fixed in
+    # config.yaml: then there is no eta input)
+    spec, eta = resolve.resolve(sm.params.spec, sm.params.eta_source, recipe=sm.input.get("recipe"),
+                                switches=sm.params.switches, range_result=sm.input.get("eta") or None)
     net, result, metrics = runs.run(
         Path(sm.input.stats).parent, spec, float(sm.params.lam), sm.params.cycles,
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
