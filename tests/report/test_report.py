@@ -163,10 +163,18 @@ def test_gates_section(quick_results, sec):
         assert re.search(rf"{re.escape(v['variant'])} {v['dtype']} {v['optimizer']} .*?{v['steps']} "
                          rf"{re.escape(sci(v['max_cost_rel']))} .*?{re.escape(sci(tol, 0))} pass", g), v["variant"]
     bugs = read(quick_results / "gates" / "bug_table.json")
+    columns = [c for c in bugs["settings"] if all(c in r for r in bugs["rows"])]
+    assert set(columns) == {"gradcheck", "overfit", "trajectory", "stacked"}
+    st = read(quick_results / "gates" / "stacked.json")
+    for v in st["variants"]:  # the stacked gate's rows, each with the verdict the gate recorded
+        figures = re.escape(f"{v['steps']} {v['max_cost_rel']:.2e} {v['max_weight_rel']:.2e}")
+        assert re.search(rf"{re.escape(v['variant'])} {v['dtype']} .*? {figures} .*? "
+                         rf"{'pass' if v['passed'] else 'FAIL'}", g), v["variant"]
     for r in bugs["rows"]:
         caught = ", ".join(r["caught_by"]) if r["caught_by"] else "—"
         calls = r["planted_calls"] if r["planted_calls"] is not None else "–"
-        assert re.search(rf"{re.escape(r['bug'])} .*? {r['gradcheck']} {r['overfit']} {r['trajectory']} "
+        cells = " ".join(r[c] for c in columns)  # a gate's column, in the table's settings order
+        assert re.search(rf"{re.escape(r['bug'])} .*? {cells} "
                          rf"{calls} {'yes' if r['planted'] else 'NOT planted'} {re.escape(caught)}", g), r["bug"]
     for b in bugs["uncaught"]:
         assert f"Not caught by any gate: {b}" in g or b in g.split("Not caught by any gate:")[1]
