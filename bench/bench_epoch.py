@@ -13,9 +13,10 @@ For every dtype x BLAS threads x model row:
              torch.compile, and the old (in, out) loop), each first checked to
              compute the same cost and the same first update as ours;
 * roofline - only the GEMMs one step needs (forward x W per layer, dW per
-             layer, dx for every layer but the first), each in the fastest
-             layout NumPy offers on this machine (picked by a short
-             calibration), into preallocated outputs.
+             layer, dx for every layer but the first: the study's flop model,
+             handbackprop/study/roofline.py), each in the fastest layout NumPy
+             offers on this machine (picked by a short calibration), into
+             preallocated outputs.
 
 Samples are whole epochs. Within a row the implementations run interleaved,
 ours / torch variants / roofline, then the next round in reverse order, for
@@ -57,6 +58,7 @@ import torch_baselines  # noqa: E402
 from handbackprop.nn import memory, optim  # noqa: E402
 from handbackprop.nn.network import build_network  # noqa: E402
 from handbackprop.nn.train import TrainConfig, take_batch, train, train_step  # noqa: E402
+from handbackprop.study import roofline  # noqa: E402
 
 D = 3072
 K = 10
@@ -154,34 +156,25 @@ def check_agreement(model, dtype, variant_name, init, ours, theirs):
 
 
 # ----------------------------------------------------------------------------- roofline
+def step_gemms(hidden) -> list[dict]:
+    """The GEMMs of one batch-size step of this model: the study's flop model
+    (handbackprop.study.roofline.step_gemms), so the bench and the report's roofline count the
+    same work. Batch norm adds no GEMM."""
+    return roofline.step_gemms(roofline.layer_shapes(hidden, D, K), BATCH)
+
+
 def roofline_gemms(hidden, dtype, seed: int = 1):
-    """The GEMMs of one step, each as the fastest of NumPy's layouts: a list of thunks."""
+    """The GEMMs of one step (step_gemms), each as the fastest of NumPy's layouts
+    (roofline.gemm_candidates), the GEMMs of a layer sharing their operands: a list of thunks."""
     rng = np.random.default_rng(seed)
-    sizes = [D, *hidden, K]
-    chosen = []
-    for layer, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        x = rng.standard_normal((BATCH, d_in)).astype(dtype)            # (N, D_in)
-        dout = rng.standard_normal((BATCH, d_out)).astype(dtype)        # (N, D_out)
-        W = rng.standard_normal((d_in, d_out)).astype(dtype)            # (D_in, D_out) C order
-        WF = np.asfortranarray(W)                                        # same, stored (D_out, D_in)
-        y_out = np.empty((BATCH, d_out), dtype)
-        dW_io = np.empty((d_in, d_out), dtype)
-        dW_oi = np.empty((d_out, d_in), dtype)
-        dx = np.empty((BATCH, d_in), dtype)
-        mm = _matmul_thunk  # binds its arrays now: a bare lambda here would see the last layer's
-        candidates = [
-            [mm(x, W, y_out), mm(x, WF, y_out)],                  # forward x W
-            [mm(x.T, dout, dW_io), mm(dout.T, x, dW_oi)],         # dW as (D_in, D_out) or (D_out, D_in)
-        ]
-        if layer > 1:
-            candidates.append([mm(dout, W.T, dx), mm(dout, WF.T, dx)])  # dx = dout W^T
-        for cands in candidates:
-            chosen.append(min(cands, key=lambda f: _median_time(f, 15)))
+    chosen, operands = [], {}
+    for g in step_gemms(hidden):
+        if g["layer"] not in operands:
+            operands[g["layer"]] = roofline.gemm_operands(g["rows"], g["in"], g["out"], dtype, rng)
+        cands = roofline.gemm_candidates(g["op"], g["rows"], g["in"], g["out"], dtype, rng,
+                                         operands=operands[g["layer"]])
+        chosen.append(min((f for _, f, _ in cands), key=lambda f: _median_time(f, 15)))
     return chosen
-
-
-def _matmul_thunk(a, b, out):
-    return lambda: np.matmul(a, b, out=out)
 
 
 def _median_time(fn, reps: int) -> float:

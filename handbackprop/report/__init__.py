@@ -8,5 +8,5 @@
     build.build_report(...)              all of the above, written to report.html / report.md
 
 No Snakemake dependency: workflow/scripts/report.py is a thin wrapper. Nothing is imported
-here: a rule that needs one module (machine_gemm: costs.py) must not depend on the rest.
+here, so importing one module does not load (nor make a rule depend on) the rest.
 """

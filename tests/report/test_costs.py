@@ -1,4 +1,5 @@
-"""The study's cost table: GEMM flops of a run, the machine's GEMM rates, the stage grouping,
+"""The study's cost table: GEMM flops of a run and the machine's GEMM rates (study/roofline.py, which
+bench/bench_epoch.py's roofline shares), the stage grouping,
 the roofline ratio, the report section, and the evaluation time a training run records."""
 import json
 import math
@@ -14,6 +15,7 @@ from handbackprop.nn.network import build_network
 from handbackprop.nn.train import TrainConfig, train
 from handbackprop.report import costs
 from handbackprop.report.render import environment
+from handbackprop.study import roofline
 from handbackprop.study.runs import time_split
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -31,7 +33,7 @@ def tiny_metrics(**kw):
 
 
 def test_flops_of_a_hand_computed_tiny_run():
-    g = costs.run_gemms(tiny_metrics(), input_dim=6, n_classes=3)
+    g = roofline.run_gemms(tiny_metrics(), input_dim=6, n_classes=3)
     # 5 steps of batches 4, 4, 2 | 4, 4: 18 rows. Per row: layer 1 forward + dW = 2·(2·6·4) = 96,
     # layer 2 forward + dW + dx = 3·(2·4·3) = 72.
     assert g["flops"]["train"] == 18 * (96 + 72)
@@ -40,7 +42,7 @@ def test_flops_of_a_hand_computed_tiny_run():
     assert (g["records"], g["record_rows"]) == (6, 9)
     assert g["flops"]["record_eval"] == 6 * 9 * 72
     assert g["flops"]["end_eval"] == 10 * 72  # all training rows, no test rows
-    with_test = costs.run_gemms(tiny_metrics(test_accuracy=0.5, confusion=[[2, 1, 0], [0, 3, 0], [1, 0, 0]]),
+    with_test = roofline.run_gemms(tiny_metrics(test_accuracy=0.5, confusion=[[2, 1, 0], [0, 3, 0], [1, 0, 0]]),
                                 input_dim=6, n_classes=3)
     assert with_test["flops"]["end_eval"] == (10 + 7) * 72
     assert g["flops"]["total"] == 18 * 168 + 6 * 9 * 72 + 10 * 72
@@ -48,7 +50,7 @@ def test_flops_of_a_hand_computed_tiny_run():
 
 def test_a_diverged_run_counts_its_steps_up_to_the_divergence():
     m = tiny_metrics(diverged=True, steps=None, divergence={"step": 2})
-    g = costs.run_gemms(m, input_dim=6, n_classes=3)
+    g = roofline.run_gemms(m, input_dim=6, n_classes=3)
     assert g["steps"] == 3 and g["flops"]["train"] == (4 + 4 + 2) * 168
     assert g["records"] == 3 and g["flops"]["end_eval"] == 0  # records at steps 0, 1, 2
 
@@ -58,13 +60,13 @@ def test_the_default_config_keeps_record_point_evaluation_under_the_bound():
     (measured time shares are lower: the steps also pay for non-GEMM passes), for every kind of
     training run config.yaml asks for, on the real split sizes."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    shares = costs.config_eval_shares(config)
+    shares = roofline.config_eval_shares(config)
     assert len(shares) >= len(config["final"]["models"])
     over = [(s["where"], round(s["share"], 3)) for s in shares if not s["share"] <= costs.EVAL_BOUND]
     assert not over, over
     # the same study with 10 records a cycle of 10,000 training rows would not be
     old = {**config, "training": {**config["training"], "train_eval_size": 10000, "points_per_cycle": 10}}
-    assert max(s["share"] for s in costs.config_eval_shares(old)) > costs.EVAL_BOUND
+    assert max(s["share"] for s in roofline.config_eval_shares(old)) > costs.EVAL_BOUND
 
 
 @pytest.mark.parametrize("hidden", [[], [50], [50, 30, 20]])
@@ -72,7 +74,7 @@ def test_step_gemms_count_what_torch_autograd_multiplies(hidden):
     """Our count of one step's GEMM flops equals torch's FlopCounterMode over the forward and
     backward of the same network (images that need no gradient: no dx for the first layer)."""
     rows = 7
-    shapes = costs.layer_shapes(hidden, input_dim=32, n_classes=10)
+    shapes = roofline.layer_shapes(hidden, input_dim=32, n_classes=10)
     layers = [torch.nn.Linear(i, o, dtype=torch.float64) for i, o in shapes]
     x = torch.randn(rows, 32, dtype=torch.float64)
     with FlopCounterMode(display=False) as fc:
@@ -82,20 +84,57 @@ def test_step_gemms_count_what_torch_autograd_multiplies(hidden):
             if k < len(layers) - 1:
                 h = torch.relu(h)
         torch.nn.functional.cross_entropy(h, torch.zeros(rows, dtype=torch.long)).backward()
-    assert sum(g["flops"] for g in costs.step_gemms(shapes, rows)) == fc.get_total_flops()
+    assert sum(g["flops"] for g in roofline.step_gemms(shapes, rows)) == fc.get_total_flops()
+
+
+BENCH_DIR = ROOT / "bench"
+
+
+def torch_step_flops(shapes, rows):
+    """torch's FlopCounterMode over the forward and backward of a ReLU network of these layers."""
+    layers = [torch.nn.Linear(i, o, dtype=torch.float32) for i, o in shapes]
+    with FlopCounterMode(display=False) as fc:
+        h = torch.randn(rows, shapes[0][0])
+        for k, layer in enumerate(layers):
+            h = layer(h)
+            if k < len(layers) - 1:
+                h = torch.relu(h)
+        torch.nn.functional.cross_entropy(h, torch.zeros(rows, dtype=torch.long)).backward()
+    return fc.get_total_flops()
+
+
+def test_the_bench_roofline_times_the_study_flop_model(monkeypatch):
+    """bench/bench_epoch.py's roofline times, per step of each bench model, exactly the GEMMs the
+    study's flop model counts (the matmuls its epoch runs, recorded: shapes and flops, in order),
+    and that model is pinned to torch autograd's own count: a change to either side alone fails."""
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    import bench_epoch
+
+    for model, hidden in bench_epoch.MODELS.items():
+        study = roofline.step_gemms(roofline.layer_shapes(hidden), bench_epoch.BATCH)
+        assert bench_epoch.step_gemms(hidden) == study, model
+        assert sum(g["flops"] for g in study) == torch_step_flops(roofline.layer_shapes(hidden), bench_epoch.BATCH)
+        bench = bench_epoch.Roofline(hidden, "float32")
+        timed, matmul = [], np.matmul
+        monkeypatch.setattr(np, "matmul", lambda a, b, out: timed.append((a.shape, b.shape)) or matmul(a, b, out=out))
+        bench.run_epoch([None])  # one step
+        monkeypatch.setattr(np, "matmul", matmul)
+        got = [(sorted((a[0], a[1], b[1])), 2 * a[0] * a[1] * b[1]) for a, b in timed]
+        want = [(sorted((g["rows"], g["in"], g["out"])), g["flops"]) for g in study]
+        assert got == want, model
 
 
 def test_training_rows_follow_the_shuffle_stream():
     from handbackprop.nn.train import shuffle_stream
 
     stream = shuffle_stream(0, 10, 4)
-    assert costs.training_rows(10, 4, 7) == sum(len(next(stream)) for _ in range(7))
+    assert roofline.training_rows(10, 4, 7) == sum(len(next(stream)) for _ in range(7))
 
 
 # ---------------------------------------------------------------------------- machine
 def test_machine_gemm_json_shape():
     shapes = {"layers": [[3072, 10], [10, 10]], "batch_rows": [100], "dtype": "float32"}
-    m = costs.measure_machine_gemm(shapes, threads=(1,), eval_rows=200, log=lambda s: None)
+    m = roofline.measure_machine_gemm(shapes, threads=(1,), eval_rows=200, log=lambda s: None)
     m = json.loads(json.dumps(m))  # what the rule writes
     assert m["threads"] == [1] and m["dtypes"] == ["float32", "float64"] and m["eval_rows"] == 200
     keys = {(r["threads"], r["dtype"], r["op"], r["in"], r["out"]) for r in m["gemms"]}
@@ -112,7 +151,7 @@ def test_machine_gemm_json_shape():
 
 def test_study_shapes_cover_every_training_run_of_the_config():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    s = costs.study_shapes(config)
+    s = roofline.study_shapes(config)
     assert [3072, 500] in s["layers"] and [500, 10] in s["layers"] and [3072, 10] in s["layers"]
     assert [20, 10] in s["layers"]  # deep9's
     assert s["batch_rows"] == [100] and s["layers"] == sorted(s["layers"])
@@ -126,19 +165,19 @@ def machine(rate_1, rate_2, shapes=((6, 4), (4, 3))):
 
 def test_roofline_seconds_and_the_best_rate_up_to_the_jobs_threads():
     m = tiny_metrics()
-    flops = costs.run_gemms(m, input_dim=6, n_classes=3)["flops"]["total"]
+    flops = roofline.run_gemms(m, input_dim=6, n_classes=3)["flops"]["total"]
     # The run's shapes are 3072-wide by default: give the machine those.
-    shapes = costs.layer_shapes([4])
-    total = costs.run_gemms(m)["flops"]["total"]
+    shapes = roofline.layer_shapes([4])
+    total = roofline.run_gemms(m)["flops"]["total"]
     assert total != flops
-    r1 = costs.roofline_seconds(m, machine(2.0, 3.0, shapes))
+    r1 = roofline.roofline_seconds(m, machine(2.0, 3.0, shapes))
     assert r1["total"] == pytest.approx(total / 2e9) and r1["unmeasured"] == 0  # 1 thread: 1-thread rate
-    r2 = costs.roofline_seconds({**m, "threads": 2}, machine(2.0, 3.0, shapes))
+    r2 = roofline.roofline_seconds({**m, "threads": 2}, machine(2.0, 3.0, shapes))
     assert r2["total"] == pytest.approx(total / 3e9)
     # 2 threads slower than 1 on these shapes: the job is held to the faster one
-    assert costs.roofline_seconds({**m, "threads": 2}, machine(4.0, 1.0, shapes))["total"] == pytest.approx(total / 4e9)
+    assert roofline.roofline_seconds({**m, "threads": 2}, machine(4.0, 1.0, shapes))["total"] == pytest.approx(total / 4e9)
     # a shape nobody measured takes the peak rate, and says so
-    other = costs.roofline_seconds(m, machine(5.0, 5.0, shapes=((1, 1),)))
+    other = roofline.roofline_seconds(m, machine(5.0, 5.0, shapes=((1, 1),)))
     assert other["total"] == pytest.approx(total / 5e9) and other["unmeasured"] > 0
 
 
@@ -199,7 +238,7 @@ def two_finals_and_a_gate(base):
     paths = [write_bench(base, "final/linear/seed1.tsv", 40.0, 70.0, 2000.0),
              write_bench(base, "final/linear/seed2.tsv", 60.0, 100.0, 2000.0),
              write_bench(base, "gate_overfit.tsv", 5.0, 5.0, 1500.0)]
-    return [costs.read_benchmark(p, base) for p in paths], machine(1.0, 1.0, costs.layer_shapes([4]))
+    return [costs.read_benchmark(p, base) for p in paths], machine(1.0, 1.0, roofline.layer_shapes([4]))
 
 
 def final_runs(mach, **per_seed):
@@ -213,7 +252,7 @@ def test_roofline_ratio_and_eval_bound_in_the_table(tmp_path):
     runs = final_runs(mach, eval_fraction=(0.05, 0.25))
     t = costs.cost_table(benches, runs)
     fin = next(r for r in t["rows"] if r["stage"] == "finals")
-    roof = 2 * costs.roofline_seconds(tiny_metrics(), mach)["total"]
+    roof = 2 * roofline.roofline_seconds(tiny_metrics(), mach)["total"]
     assert fin["roofline_s"] == pytest.approx(roof)
     assert fin["ratio"] == pytest.approx(roof / 100.0)  # roofline over the finals' 40 + 60 s
     assert fin["eval_fraction_mean"] == pytest.approx(0.15) and fin["eval_fraction_max"] == 0.25
@@ -235,7 +274,7 @@ def test_time_outside_the_loops_and_the_elapsed_floor_on_the_cores(tmp_path):
     assert fin["loop_s"] == 75.0 and fin["outside_share"] == pytest.approx(25.0 / 100.0)
     assert next(r for r in t["rows"] if r["stage"] == "gates")["outside_share"] is None  # no runs
     assert t["total"]["outside_share"] == pytest.approx(0.25)  # training stages only
-    roof = 2 * costs.roofline_seconds(tiny_metrics(), mach)["total"]
+    roof = 2 * roofline.roofline_seconds(tiny_metrics(), mach)["total"]
     assert t["span_s"] == pytest.approx(2000.0 - 1495.0)
     assert t["total"]["elapsed_floor_s"] == pytest.approx(roof / 2)
     assert t["total"]["elapsed_ratio"] == pytest.approx(roof / 2 / 505.0)
@@ -256,7 +295,7 @@ def render_costs(table, md):
 def test_the_report_section_renders_the_table(tmp_path):
     base = tmp_path / "benchmarks"
     paths = [write_bench(base, rel, s, cpu, 1000.0 + i) for i, (rel, (s, cpu)) in enumerate(BENCH.items())]
-    mach = machine(1.0, 1.0, costs.layer_shapes([4]))
+    mach = machine(1.0, 1.0, roofline.layer_shapes([4]))
     runs = [costs.run_costs({**tiny_metrics(), "eval_fraction": 0.125, "eval_seconds": 1.0, "seconds": 8.0},
                             "final/linear/seed1/metrics.json", mach)]
     table = costs.cost_table([costs.read_benchmark(p, base) for p in paths], runs, ["linear", "mlp50"])
@@ -332,4 +371,4 @@ def test_metrics_carry_the_time_split(tmp_path):
     # timings are not figures the audit rescores from the weights (train_*/val_*/test_*)
     from handbackprop.audit.rescore import recorded_fields
     assert not set(recorded_fields(m)) & {"eval_seconds", "step_seconds", "eval_fraction"}
-    assert math.isfinite(costs.run_gemms(m)["flops"]["total"])
+    assert math.isfinite(roofline.run_gemms(m)["flops"]["total"])

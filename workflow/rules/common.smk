@@ -342,7 +342,7 @@ MACHINE_GEMM = f"{R}/report/machine_gemm.json"
 
 def plan_shapes():
     """The GEMM shapes of every training run this config asks for (machine_gemm measures them)."""
-    from handbackprop.report.costs import study_shapes
+    from handbackprop.study.roofline import study_shapes
 
     return study_shapes(config)
 

@@ -10,8 +10,8 @@ stage.log_to(snakemake.log[0])  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.atomic import write_json
-    from handbackprop.report import costs
+    from handbackprop.study import roofline
 
     sm = snakemake  # noqa: F821
-    result = costs.measure_machine_gemm(sm.params.shapes, threads=sm.params.threads, log=print)
+    result = roofline.measure_machine_gemm(sm.params.shapes, threads=sm.params.threads, log=print)
     write_json(sm.output.json, result)
