@@ -47,7 +47,8 @@ TARGETS = [str(RESULTS / "final" / "linear" / "summary.json")]
 # The rules those targets pull in; each must have run as a SLURM job (the per-λ copies out of
 # a search stage's job, coarse_run and fine_run, are local rules).
 EXPECTED_RULES = {"make_synthetic", "download", "preprocess", "preprocess_search", "gate_gradcheck", "gate_overfit",
-                  "gate_trajectory", "lr_range", "search_stack", "search_table", "final_run", "final_summary"}
+                  "gate_trajectory", "gate_stacked", "lr_range", "search_stack", "search_table", "final_run",
+                  "final_summary"}
 
 
 def _cluster_ready() -> str | None:
