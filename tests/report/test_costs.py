@@ -94,7 +94,7 @@ def torch_step_flops(shapes, rows):
     """torch's FlopCounterMode over the forward and backward of a ReLU network of these layers."""
     layers = [torch.nn.Linear(i, o, dtype=torch.float32) for i, o in shapes]
     with FlopCounterMode(display=False) as fc:
-        h = torch.randn(rows, shapes[0][0])
+        h = torch.randn(rows, shapes[0][0], dtype=torch.float32)  # another test may change the default dtype
         for k, layer in enumerate(layers):
             h = layer(h)
             if k < len(layers) - 1:
