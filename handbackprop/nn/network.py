@@ -199,15 +199,7 @@ class Network:
         Not log(predict_proba): a float32 probability underflows to 0 below ~1e-45, so a
         confidently wrong network's loss taken from its probabilities would be clamped (a
         real-data trajectory gate caught 216 against the true 100)."""
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=np.float64)
-        for start in range(0, X.shape[0], batch):
-            xb = np.asarray(X[start:start + batch], dtype=self.dtype)
-            scores, _ = self.forward(xb)
-            s = scores.astype(np.float64)  # (B, K)
-            s -= s.max(axis=1, keepdims=True)
-            s -= np.log(np.exp(s).sum(axis=1, keepdims=True))
-            out[start:start + batch] = s
-        return out
+        return log_softmax_in_chunks(lambda xb: self.forward(xb)[0], X, self.dtype, self.sizes[-1], batch)
 
     def evaluate(self, X, y, lam: float, batch: int = 5000) -> dict[str, float]:
         """loss, reg, cost and accuracy on a whole split (loss from log-probabilities)."""
@@ -332,6 +324,21 @@ def network_from_arrays(arrays: dict[str, np.ndarray], dropout: float = 0.0,
     sizes = [arrays["W1"].shape[0]] + [arrays[f"W{i}"].shape[1] for i in range(1, n_layers + 1)]
     net = Network(sizes, dropout=dropout, dtype=np.dtype(dtype), batch_norm="gamma1" in arrays)
     return net.load_arrays(arrays)
+
+
+def log_softmax_in_chunks(scores_of, X, dtype, n_classes: int, batch: int = 5000) -> np.ndarray:
+    """Log-softmax (N, K) in float64 of `scores_of(rows)` over X (N, D), `batch` rows at a time,
+    each chunk cast to the network's `dtype` first (a memory-mapped split is read chunk by chunk).
+    Network.predict_log_proba and the study's adapter of a user's model (study/user_network.py)
+    both score through here."""
+    out = np.empty((X.shape[0], n_classes), dtype=np.float64)
+    for start in range(0, X.shape[0], batch):
+        xb = np.asarray(X[start:start + batch], dtype=dtype)  # (B, D)
+        s = np.array(scores_of(xb), dtype=np.float64)  # (B, K), a float64 copy: the scores stay intact
+        s -= s.max(axis=1, keepdims=True)
+        s -= np.log(np.exp(s).sum(axis=1, keepdims=True))
+        out[start:start + batch] = s
+    return out
 
 
 def metrics_from_log_probs(log_probs, y, reg: float) -> dict[str, float]:

@@ -23,7 +23,6 @@ import numpy as np
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainingDiverged, train
-from . import resolve
 from .plan import range_steps
 from .runs import train_config
 
@@ -186,9 +185,3 @@ def curve_csv(result: dict) -> str:
     for r in result["records"]:
         w.writerow({k: repr(r[k]) if isinstance(r[k], float) else r[k] for k in CURVE_COLUMNS})
     return buf.getvalue()
-
-
-def apply_eta(spec: dict, range_result, source: str) -> tuple[dict, dict]:
-    """The spec with its η and what to record about it: the last step of resolve.resolve (kept
-    for the scripts that call it)."""
-    return resolve.with_eta(spec, source, range_result)

@@ -1,8 +1,7 @@
 """One training run's settings, resolved in one place: the config's spec, then the recipe the
 recipe search chose, then the ablation's switches, then η.
 
-Every training job calls `resolve` (workflow/scripts/train_run.py; `runs.with_recipe` and
-`lr_range.apply_eta` are its two steps, kept as thin wrappers). η's source is a value decided
+Every training job calls `resolve` (workflow/scripts/train_run.py, train_stack.py). η's source is a value decided
 once, by the config (plan.eta_source): "range_test" (the model's range test gives η_min/η_max)
 or "config" (the spec's own numbers). What a run resolved it records in metrics.json
 (`eta`, `eta_source`), and the report reads that record.

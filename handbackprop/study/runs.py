@@ -9,7 +9,7 @@ import numpy as np
 from ..data.splits import load_split
 from ..nn.network import build_network
 from ..nn.train import TrainConfig, TrainingDiverged, TrainResult, ensemble_metrics, train
-from . import resolve, user_model, user_network
+from . import kinds, user_model, user_network
 from .plan import TRAIN_KEYS, step_size
 
 
@@ -40,10 +40,14 @@ def confusion_matrix(y_true, y_pred, k: int = 10) -> np.ndarray:
     return np.bincount(t.astype(np.int64) * k + p, minlength=k * k).reshape(k, k)
 
 
-def with_recipe(spec: dict, recipe_path=None, switches: dict | None = None) -> dict:
-    """The configured spec, then the chosen recipe, then the ablation's switches: the first
-    steps of resolve.resolve (kept for the scripts that call it)."""
-    return resolve.layered(spec, recipe_path, switches)
+def job_record(kind: str, split_dir, model: str, eta: dict, verified: dict, threads: int, rule: str,
+               wildcards: dict) -> dict:
+    """What a training job adds to a run's metrics.json about how it was made: the η it resolved
+    (resolve.resolve), the gates' code hash it trained under (stage.still_verified), its threads,
+    rule and wildcards, and its kind, split and model (kinds.recorded). The single-run jobs
+    (train_run.py) and the stage jobs (train_stack.py) both write it through here."""
+    return {"eta_source": eta["eta_source"], "eta": eta, **verified, "threads": threads, "rule": rule,
+            "wildcards": wildcards, **kinds.recorded(kind, split_dir, model)}
 
 
 def time_split(result: TrainResult) -> dict:

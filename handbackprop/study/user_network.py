@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import layers
-from ..nn.network import metrics_from_log_probs
+from ..nn.network import log_softmax_in_chunks, metrics_from_log_probs
 from .plan import N_CLASSES
 from .user_model import load
 
@@ -56,14 +56,8 @@ class UserNetwork:
 
     def predict_log_proba(self, X, batch: int = 5000) -> np.ndarray:
         """Log-softmax (N, K) in float64 from the user's `scores`, in chunks."""
-        out = np.empty((X.shape[0], N_CLASSES), dtype=np.float64)
-        for start in range(0, X.shape[0], batch):
-            xb = np.asarray(X[start:start + batch], dtype=self.dtype)  # (B, D)
-            s = np.asarray(self.user.scores(self.params, xb), dtype=np.float64)  # (B, K)
-            s -= s.max(axis=1, keepdims=True)
-            s -= np.log(np.exp(s).sum(axis=1, keepdims=True))
-            out[start:start + batch] = s
-        return out
+        return log_softmax_in_chunks(lambda xb: self.user.scores(self.params, xb), X, self.dtype,
+                                     N_CLASSES, batch)
 
     def evaluate(self, X, y, lam: float, batch: int = 5000) -> dict[str, float]:
         return metrics_from_log_probs(self.predict_log_proba(X, batch), y, self.regulariser(lam))

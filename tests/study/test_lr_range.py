@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from handbackprop.nn.network import build_network
-from handbackprop.study import lr_range, plan
+from handbackprop.study import lr_range, plan, resolve
 from conftest import load_config
 
 
@@ -79,32 +79,32 @@ def test_range_steps_count_every_batch_including_a_short_last_one():
     assert plan.range_steps({"epochs": 3}, 450, 100) == 15  # 5 batches an epoch, the last of 50
 
 
-# ----------------------------------------------------------------------------- apply_eta
+# ----------------------------------------------------------------------------- η from the range test (resolve.with_eta)
 RANGE = {"model": "mlp50", "bounds": {"eta_min": 2e-4, "eta_max": 2e-2, "peak_at_edge": False}}
 
 
-def test_apply_eta_takes_the_range_tests_bounds():
+def test_with_eta_takes_the_range_tests_bounds():
     spec = {"hidden": [50], "eta_min": 1e-5, "eta_max": 0.1}
-    new, info = lr_range.apply_eta(spec, RANGE, "range_test")
+    new, info = resolve.with_eta(spec, "range_test", RANGE)
     assert (new["eta_min"], new["eta_max"]) == (2e-4, 2e-2)
     assert spec["eta_max"] == 0.1  # the caller's spec is not changed in place
     assert info == {"eta_source": "range_test", "eta_min": 2e-4, "eta_max": 2e-2,
                     "range_model": "mlp50", "peak_at_edge": False}
     with pytest.raises(ValueError, match="range-test result"):
-        lr_range.apply_eta(spec, None, "range_test")
+        resolve.with_eta(spec, "range_test", None)
 
 
-def test_apply_eta_respects_a_fixed_eta_without_reading_the_range_test(tmp_path):
+def test_with_eta_respects_a_fixed_eta_without_reading_the_range_test(tmp_path):
     spec = {"hidden": [500], "eta_min": 1e-5, "eta_max": 0.02}
-    new, info = lr_range.apply_eta(spec, None, "config")
+    new, info = resolve.with_eta(spec, "config", None)
     assert new == spec
     assert info == {"eta_source": "config", "eta_min": 1e-5, "eta_max": 0.02}
     path = tmp_path / "mlp50.json"
     path.write_text(json.dumps(RANGE))
-    new, info = lr_range.apply_eta(spec, path, "range_test")
+    new, info = resolve.with_eta(spec, "range_test", path)
     assert (new["eta_min"], new["eta_max"]) == (2e-4, 2e-2) and info["range_model"] == "mlp50"
     with pytest.raises(ValueError, match="eta source"):
-        lr_range.apply_eta(spec, RANGE, "guess")
+        resolve.with_eta(spec, "guess", RANGE)
 
 
 # ------------------------------------------------------------------------ config meaning

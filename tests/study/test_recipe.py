@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from handbackprop.study import plan, runs, tables
+from handbackprop.study import plan, resolve, tables
 from conftest import load_config
 
 CANDIDATES = {"configured": {}, "dropout_0.3": {"dropout": 0.3}, "long": {"n_s_epochs": 6}}
@@ -67,11 +67,11 @@ def test_a_run_trains_the_config_then_the_recipe_then_the_switch(tmp_path):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"recipe": {"dropout": 0.1, "n_s_epochs": 6}}))
     spec = {"hidden": [500], "dropout": 0.0, "n_s_epochs": 4, "flip": True}
-    assert runs.with_recipe(spec) == spec
-    assert runs.with_recipe(spec, [str(recipe)]) == {**spec, "dropout": 0.1, "n_s_epochs": 6}
+    assert resolve.layered(spec) == spec
+    assert resolve.layered(spec, [str(recipe)]) == {**spec, "dropout": 0.1, "n_s_epochs": 6}
     # the ablation's switch wins over the recipe it ablates
-    assert runs.with_recipe(spec, str(recipe), {"dropout": 0.0})["dropout"] == 0.0
-    assert runs.with_recipe(spec, [], {"flip": False})["flip"] is False
+    assert resolve.layered(spec, str(recipe), {"dropout": 0.0})["dropout"] == 0.0
+    assert resolve.layered(spec, [], {"flip": False})["flip"] is False
 
 
 def test_ablation_variants_follow_the_chosen_recipe():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import load_config
-from handbackprop.study import lr_range, plan, resolve, runs
+from handbackprop.study import plan, resolve
 
 RANGE = {"model": "m", "bounds": {"eta_min": 2e-4, "eta_max": 2e-2, "peak_at_edge": False}}
 
@@ -50,11 +50,11 @@ def test_layers_apply_in_order_and_eta_comes_last(tmp_path):
     assert fixed["eta_max"] == 0.1 and eta == {"eta_source": "config", "eta_min": 1e-5, "eta_max": 0.1}
 
 
-def test_the_two_old_entry_points_are_the_resolvers_steps(tmp_path):
+def test_the_resolver_is_its_two_steps_in_order(tmp_path):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"recipe": {"dropout": 0.5}}))
     spec = {"hidden": [50], "dropout": 0.1, "eta_min": 1e-5, "eta_max": 0.1}
-    old = lr_range.apply_eta(runs.with_recipe(spec, str(recipe), {"hidden": [10]}), RANGE, "range_test")
+    old = resolve.with_eta(resolve.layered(spec, str(recipe), {"hidden": [10]}), "range_test", RANGE)
     assert old == resolve.resolve(spec, "range_test", recipe=str(recipe), switches={"hidden": [10]},
                                   range_result=RANGE)
 

@@ -19,7 +19,7 @@ from conftest import QUICK, REPO, SNAKEMAKE, load_config, planned_jobs, snakemak
 from handbackprop import CODE_GROUPS, PACKAGE_DIR, code_files, script_code
 from handbackprop.atomic import lock_results
 from handbackprop.audit import selections
-from handbackprop.study import plan, runs
+from handbackprop.study import plan, resolve
 
 TIMINGS = outputs.TIMING_KEYS
 
@@ -127,7 +127,7 @@ def test_a_truncated_recipe_names_its_file(tmp_path):
     bad = tmp_path / "recipe.json"
     bad.write_text('{"recipe": {"dropout": 0.')
     with pytest.raises(ValueError, match=f"{bad}: not valid JSON"):
-        runs.with_recipe({"dropout": 0.0}, str(bad))
+        resolve.layered({"dropout": 0.0}, str(bad))
 
 
 # ------------------------------------------------------------------------------ the DAG

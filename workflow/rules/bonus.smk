@@ -137,7 +137,7 @@ use rule search_stack as aug_lambda_stack with:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE + [STACKED_GATE],
+        gates=lambda w: stack_gate_evidence(AVL["model"]),
         code=code_of("train_stack"),
         eta=lambda w: eta_input("aug_vs_lambda"),
         lam_source=lambda w: table_path(plan.lam_model(config, AVL["model"]), "fine"),
@@ -179,7 +179,7 @@ use rule coarse_run as aug_lambda_run with:
     input:
         split_files("search"),
         stats=split_stats("search"),
-        gates=GATE_EVIDENCE + [STACKED_GATE],
+        gates=lambda w: stack_gate_evidence(AVL["model"]),
         code=code_of("train_stack"),
         eta=lambda w: eta_input("aug_vs_lambda"),
         lam_source=lambda w: table_path(plan.lam_model(config, AVL["model"]), "fine"),

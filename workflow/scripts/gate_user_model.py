@@ -19,13 +19,13 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.study import user_gate  # noqa: E402
 
     sm = snakemake  # noqa: F821
+    # the training jobs' require_verified reads every gate file's code hash: the study's loop
+    # and metrics (nn/) train this model too, verified by the study's gates (an input)
+    stage.require_verified(sm.input.gates)
     data = load_split(Path(sm.input.stats).parent)
     n = sm.params.n_images
     evidence = user_gate.gate(sm.params.target, data["X_train"][:n], data["y_train"][:n],
                                seed=sm.params.seed)
-    # the training jobs' require_verified reads every gate file's code hash: the study's loop
-    # and metrics (nn/) train this model too, verified by the study's gates (an input)
-    stage.require_verified(sm.input.gates)
     evidence.update(model=sm.wildcards.model, code_hash=code_hash("nn"))
     print(dumps(evidence))
     for name, check in evidence.get("evidence", {}).get("checks", {}).items():

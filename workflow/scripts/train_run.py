@@ -24,7 +24,7 @@ with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
         sm.params.seed, sm.params.dtype, sm.params.evaluate_test,
         record_divergence=sm.params.record_divergence, snapshots=sm.params.snapshots, log=print)
     model = sm.wildcards.get("model") or sm.params.model  # bonus rules name their model
-    metrics.update(eta_source=eta["eta_source"], eta=eta, **stage.still_verified(verified_hash),
-                   threads=sm.threads, rule=sm.rule, wildcards=dict(sm.wildcards.items()),
-                   **kinds.recorded(kinds.kind_of_rule(sm.rule), Path(sm.input.stats).parent, model))
+    metrics.update(runs.job_record(kinds.kind_of_rule(sm.rule), Path(sm.input.stats).parent, model, eta,
+                                   stage.still_verified(verified_hash), sm.threads, sm.rule,
+                                   dict(sm.wildcards.items())))
     write_run(dict(sm.output.items()), net, result, metrics)

@@ -17,24 +17,23 @@ stage.limit_threads(snakemake.threads)  # noqa: F821
 
 with stage.console_errors(snakemake.rule, snakemake.log[0]):  # noqa: F821
     from handbackprop.runfiles import write_run
-    from handbackprop.study import kinds, lr_range, runs, stack_runs
+    from handbackprop.study import kinds, resolve, runs, stack_runs
 
     sm = snakemake  # noqa: F821
     verified_hash = stage.require_verified(sm.input.gates)
-    spec = runs.with_recipe(sm.params.spec, None, sm.params.switches)
-    spec, eta = lr_range.apply_eta(spec, sm.input.get("eta") or None, sm.params.eta_source)
+    spec, eta = resolve.resolve(sm.params.spec, sm.params.eta_source, switches=sm.params.switches,
+                                range_result=sm.input.get("eta") or None)
     labels = list(sm.params.lams)  # folder label -> λ
     split_dir = Path(sm.input.stats).parent
     results = stack_runs.run_grid(split_dir, spec, [float(sm.params.lams[la]) for la in labels],
                                   sm.params.seed, sm.params.cycles, sm.params.dtype, log=print)
     out = Path(sm.output.runs)
-    recorded = kinds.recorded(sm.params.kind, split_dir, sm.params.model)
+    verified, stacked = stage.still_verified(verified_hash), stack_runs.stackable(spec)
     for label, (net, result, metrics) in zip(labels, results):
         # what the per-λ job that copies this run records as its own: its rule and wildcards
         wildcards = {**sm.params.run_wildcards, "lam": label, "seed": str(sm.params.seed)}
-        metrics.update(eta_source=eta["eta_source"], eta=eta, **stage.still_verified(verified_hash),
-                       threads=sm.threads, rule=kinds.RUN_KINDS[sm.params.kind].rule,
-                       wildcards=wildcards, stacked=stack_runs.stackable(spec), **recorded)
+        metrics.update(runs.job_record(sm.params.kind, split_dir, sm.params.model, eta, verified, sm.threads,
+                                       kinds.RUN_KINDS[sm.params.kind].rule, wildcards), stacked=stacked)
         folder = out / label
         folder.mkdir(parents=True, exist_ok=True)
         write_run({"metrics": folder / "metrics.json", "history": folder / "history.csv",
